@@ -1,0 +1,666 @@
+"""Operations on the catalogue. Each takes a session; the caller owns the transaction.
+
+Write operations are meant to run inside ``with cat.write() as session:`` so that they
+take SQLite's write lock up front, and so that a failure rolls everything back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from db.images import (
+    EXTENSIONS,
+    ImageStore,
+    decode_image,
+    image_format,
+    make_thumbnail,
+    phash,
+    sha256_hex,
+)
+from db.models import (
+    SPLITS,
+    Image,
+    ImageSource,
+    LabelClaim,
+    LabelEvent,
+    Prediction,
+    Sku,
+    SneakerModel,
+    utcnow,
+)
+
+
+class CatalogueError(ValueError):
+    """A request the catalogue refuses (unknown SKU, conflicting label, ...), said plainly."""
+
+
+# --- bringing images in -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an image was seen, and what that place claims it shows (the weak label)."""
+
+    kind: str  # crawl | import | upload | demo
+    spider: str | None = None
+    image_url: str | None = None
+    page_url: str | None = None
+    file_path: str | None = None
+    weak_model: str | None = None
+    weak_sku: str | None = None
+    weak_colourway: str | None = None
+    weak_title: str | None = None
+    extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image decoded and hashed, ready to be stored (all the CPU work of an ingest)."""
+
+    data: bytes
+    name: str
+    sha256: str
+    ext: str
+    width: int
+    height: int
+    phash: str
+    thumbnail: bytes
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    image_id: int
+    sha256: str
+    created: bool
+    source_added: bool
+
+
+def prepare_image(data: bytes, name: str) -> PreparedImage:
+    """Decode and hash an image; raises :class:`db.images.ImageError` for a bad file."""
+    img = decode_image(data, name)
+    return PreparedImage(
+        data=data,
+        name=name,
+        sha256=sha256_hex(data),
+        ext=EXTENSIONS.get(image_format(data), "jpg"),
+        width=img.width,
+        height=img.height,
+        phash=phash(img),
+        thumbnail=make_thumbnail(img),
+    )
+
+
+def _find_source(session: Session, image_id: int, source: Source) -> ImageSource | None:
+    return session.scalar(
+        select(ImageSource).where(
+            ImageSource.image_id == image_id,
+            ImageSource.kind == source.kind,
+            _eq(ImageSource.image_url, source.image_url),
+            _eq(ImageSource.page_url, source.page_url),
+            _eq(ImageSource.file_path, source.file_path),
+        )
+    )
+
+
+def _eq(column: Any, value: Any) -> Any:
+    return column.is_(None) if value is None else column == value
+
+
+def ingest_prepared(
+    session: Session,
+    store: ImageStore,
+    prepared: PreparedImage,
+    source: Source,
+    *,
+    model: str | None = None,
+    sku: str | None = None,
+    split: str | None = None,
+    user: str = "import",
+    how: str = "import",
+) -> IngestResult:
+    """Add an image (or a new source of a known one) to the catalogue.
+
+    The same bytes are one image however often they arrive; each new place they were seen
+    at becomes a source. ``model``/``sku`` label the image (creating the model and SKU if
+    needed) unless it already carries another label, which is an error. ``split`` is set
+    only where the image has none yet.
+    """
+    if split is not None and split not in SPLITS:
+        raise CatalogueError(f"{prepared.name}: unknown split {split!r} (use train, val or test)")
+    image = session.scalar(select(Image).where(Image.sha256 == prepared.sha256))
+    if image is not None and (model or sku) and image.status == "labelled":
+        have_model = image.model.name if image.model else None
+        have_sku = image.sku.style_code if image.sku else None
+        if (model and clean_name(model, "model") != have_model) or (
+            sku and clean_name(sku, "SKU") != have_sku
+        ):
+            raise CatalogueError(
+                f"{prepared.name}: the same image (id {image.id}) is already labelled "
+                f"{have_model} / {have_sku or '-'}; this one says {model} / {sku or '-'}"
+            )
+    rel = store.put(prepared.data, prepared.sha256, prepared.ext)
+    store.put_thumbnail_bytes(prepared.sha256, prepared.thumbnail)
+    created = image is None
+    if image is None:
+        image = Image(
+            sha256=prepared.sha256,
+            path=rel,
+            ext=prepared.ext,
+            width=prepared.width,
+            height=prepared.height,
+            n_bytes=len(prepared.data),
+            phash=prepared.phash,
+            status="new",
+        )
+        session.add(image)
+        session.flush()
+    source_added = False
+    if _find_source(session, image.id, source) is None:
+        session.add(
+            ImageSource(
+                image_id=image.id,
+                kind=source.kind,
+                spider=source.spider,
+                image_url=source.image_url,
+                page_url=source.page_url,
+                file_path=source.file_path,
+                weak_model=source.weak_model,
+                weak_sku=source.weak_sku,
+                weak_colourway=source.weak_colourway,
+                weak_title=source.weak_title,
+                extra=source.extra,
+            )
+        )
+        source_added = True
+    if (model or sku) and image.status != "labelled":
+        if model:
+            get_or_create_model(session, model)
+        if sku:
+            get_or_create_sku(session, sku, model or "", title=source.weak_title)
+        set_label(session, image.id, model, sku, user=user, how=how)
+    if split is not None and image.split is None:
+        set_split(session, [image.id], split, user=user, how=how)
+    session.flush()
+    return IngestResult(image.id, image.sha256, created, source_added)
+
+
+def ingest_image(
+    session: Session,
+    store: ImageStore,
+    data: bytes,
+    name: str,
+    source: Source,
+    **label: Any,
+) -> IngestResult:
+    """:func:`prepare_image` then :func:`ingest_prepared` (prefer the two steps for bulk work)."""
+    return ingest_prepared(session, store, prepare_image(data, name), source, **label)
+
+
+# --- models and SKUs ----------------------------------------------------------------------
+
+
+def clean_name(name: str | None, what: str) -> str:
+    cleaned = " ".join((name or "").split())
+    if not cleaned:
+        raise CatalogueError(f"empty {what} name")
+    return cleaned
+
+
+def find_model(session: Session, name: str) -> SneakerModel | None:
+    return session.scalar(
+        select(SneakerModel).where(SneakerModel.name == clean_name(name, "model"))
+    )
+
+
+def find_sku(session: Session, style_code: str) -> Sku | None:
+    return session.scalar(select(Sku).where(Sku.style_code == clean_name(style_code, "SKU")))
+
+
+def get_or_create_model(session: Session, name: str) -> SneakerModel:
+    name = clean_name(name, "model")
+    found = find_model(session, name)
+    if found is None:
+        found = SneakerModel(name=name)
+        session.add(found)
+        session.flush()
+    return found
+
+
+def get_or_create_sku(
+    session: Session,
+    style_code: str,
+    model_name: str,
+    colourway: str | None = None,
+    title: str | None = None,
+) -> Sku:
+    """The SKU of that style code, created under ``model_name`` if new.
+
+    An existing SKU under another model is an error: an SKU belongs to exactly one model.
+    """
+    code = clean_name(style_code, "SKU")
+    found = find_sku(session, code)
+    if found is not None:
+        if model_name and found.model.name != clean_name(model_name, "model"):
+            raise CatalogueError(
+                f"SKU {code} belongs to {found.model.name}, not to {clean_name(model_name, 'model')}"
+            )
+        if colourway and not found.colourway:
+            found.colourway = colourway
+        return found
+    model = get_or_create_model(session, model_name)
+    found = Sku(style_code=code, model_id=model.id, colourway=colourway, title=title)
+    session.add(found)
+    session.flush()
+    return found
+
+
+# --- labels -------------------------------------------------------------------------------
+
+
+def _snapshot(image: Image) -> dict[str, Any]:
+    return {
+        "status": image.status,
+        "model_id": image.model_id,
+        "model": image.model.name if image.model else None,
+        "sku_id": image.sku_id,
+        "sku": image.sku.style_code if image.sku else None,
+        "split": image.split,
+        "split_locked": image.split_locked,
+    }
+
+
+def _get_image(session: Session, image_id: int) -> Image:
+    image = session.get(Image, image_id)
+    if image is None:
+        raise CatalogueError(f"no image with id {image_id}")
+    return image
+
+
+def _record(
+    session: Session,
+    image: Image,
+    before: dict[str, Any],
+    user: str,
+    action: str,
+    how: str,
+) -> None:
+    session.flush()
+    session.refresh(image, ["model", "sku"])
+    after = _snapshot(image)
+    if after != before:
+        session.add(
+            LabelEvent(
+                image_id=image.id,
+                user=user,
+                action=action,
+                how=how,
+                before=before,
+                after=after,
+                at=utcnow(),
+            )
+        )
+
+
+def resolve_label(
+    session: Session, model: str | None, sku: str | None
+) -> tuple[SneakerModel | None, Sku | None]:
+    """The model and SKU rows that a label names; an unknown or mismatched one is an error."""
+    sku_row = None
+    model_row = None
+    if sku:
+        sku_row = find_sku(session, sku)
+        if sku_row is None:
+            raise CatalogueError(f"unknown SKU {sku}: create it in the catalogue first")
+    if model:
+        model_row = find_model(session, model)
+        if model_row is None:
+            raise CatalogueError(f"unknown model {model}: create it in the catalogue first")
+    if sku_row is not None:
+        if model_row is not None and sku_row.model_id != model_row.id:
+            raise CatalogueError(
+                f"SKU {sku_row.style_code} belongs to {sku_row.model.name}, not to {model_row.name}"
+            )
+        model_row = sku_row.model
+    if model_row is None:
+        raise CatalogueError("a label needs a model or an SKU")
+    return model_row, sku_row
+
+
+def set_label(
+    session: Session,
+    image_id: int,
+    model: str | None,
+    sku: str | None,
+    user: str,
+    how: str = "manual",
+) -> Image:
+    """Label an image with a model and optionally an SKU (which must belong to that model)."""
+    image = _get_image(session, image_id)
+    model_row, sku_row = resolve_label(session, model, sku)
+    before = _snapshot(image)
+    image.model_id = model_row.id if model_row else None
+    image.sku_id = sku_row.id if sku_row else None
+    image.status = "labelled"
+    image.labelled_by = user
+    image.labelled_at = utcnow()
+    _record(session, image, before, user, "label", how)
+    return image
+
+
+def bulk_label(
+    session: Session,
+    image_ids: Iterable[int],
+    model: str | None,
+    sku: str | None,
+    user: str,
+    how: str = "bulk",
+) -> int:
+    """Label many images at once; all or nothing."""
+    resolve_label(session, model, sku)
+    count = 0
+    for image_id in image_ids:
+        set_label(session, image_id, model, sku, user, how)
+        count += 1
+    return count
+
+
+def clear_label(session: Session, image_id: int, user: str, how: str = "manual") -> Image:
+    image = _get_image(session, image_id)
+    before = _snapshot(image)
+    image.model_id = None
+    image.sku_id = None
+    image.status = "new"
+    _record(session, image, before, user, "clear", how)
+    return image
+
+
+def reject(session: Session, image_id: int, user: str, how: str = "manual") -> Image:
+    """Mark an image as junk: it leaves every queue and all training."""
+    image = _get_image(session, image_id)
+    before = _snapshot(image)
+    image.model_id = None
+    image.sku_id = None
+    image.status = "rejected"
+    _record(session, image, before, user, "reject", how)
+    return image
+
+
+def unreject(session: Session, image_id: int, user: str, how: str = "manual") -> Image:
+    image = _get_image(session, image_id)
+    if image.status != "rejected":
+        return image
+    before = _snapshot(image)
+    image.status = "new"
+    _record(session, image, before, user, "unreject", how)
+    return image
+
+
+def set_split(
+    session: Session,
+    image_ids: Iterable[int],
+    split: str | None,
+    user: str,
+    *,
+    lock: bool | None = None,
+    how: str = "manual",
+) -> int:
+    """Put images into a split; images whose split is locked keep theirs. Returns how many moved."""
+    if split is not None and split not in SPLITS:
+        raise CatalogueError(f"unknown split {split!r} (use train, val or test)")
+    moved = 0
+    for image_id in image_ids:
+        image = _get_image(session, image_id)
+        if image.split_locked and image.split != split:
+            continue
+        before = _snapshot(image)
+        image.split = split
+        if lock is not None:
+            image.split_locked = lock and split is not None
+        _record(session, image, before, user, "split", how)
+        moved += before != _snapshot(image)
+    return moved
+
+
+def undo(session: Session, image_id: int, user: str) -> LabelEvent | None:
+    """Undo the newest change to an image that is not undone yet; returns that event."""
+    event = session.scalar(
+        select(LabelEvent)
+        .where(
+            LabelEvent.image_id == image_id,
+            ~LabelEvent.undone,
+            LabelEvent.action != "undo",
+        )
+        .order_by(LabelEvent.id.desc())
+        .limit(1)
+    )
+    if event is None:
+        return None
+    image = _get_image(session, image_id)
+    before = _snapshot(image)
+    target = event.before
+    for key, ref in (("model_id", SneakerModel), ("sku_id", Sku)):
+        if target[key] is not None and session.get(ref, target[key]) is None:
+            raise CatalogueError(
+                f"cannot undo change {event.id} of image {image_id}: its "
+                f"{key.removesuffix('_id')} {target[key.removesuffix('_id')]} no longer exists"
+            )
+    image.status = target["status"]
+    image.model_id = target["model_id"]
+    image.sku_id = target["sku_id"]
+    image.split = target["split"]
+    image.split_locked = target["split_locked"]
+    event.undone = True
+    _record(session, image, before, user, "undo", "undo")
+    return event
+
+
+def last_event_by(session: Session, user: str) -> LabelEvent | None:
+    """The newest change a user made that is not undone (for an app-wide Undo button)."""
+    return session.scalar(
+        select(LabelEvent)
+        .where(LabelEvent.user == user, ~LabelEvent.undone, LabelEvent.action != "undo")
+        .order_by(LabelEvent.id.desc())
+        .limit(1)
+    )
+
+
+# --- queues -------------------------------------------------------------------------------
+
+
+@dataclass
+class QueueFilter:
+    """What a labelling queue shows. Every field narrows it; ``None`` means any."""
+
+    status: str | None = "new"
+    model: str | None = None
+    sku: str | None = None
+    split: str | None = None  # train | val | test | "none" (unassigned)
+    source_kind: str | None = None
+    spider: str | None = None
+    weak_model: str | None = None
+    weak_sku: str | None = None
+    dup_group: int | None = None
+    suggested_model: str | None = None
+    suggested_sku: str | None = None
+    run_id: int | None = None  # predictions of this run (suggestions)
+    order: str = "id"  # id | newest | uncertain | confident | dup_group
+    user: str | None = None  # leave out images that other labellers hold
+    image_ids: Sequence[int] | None = None
+
+
+@dataclass
+class Page:
+    items: list[Image]
+    total: int | None
+    page: int
+    page_size: int
+    predictions: dict[int, Prediction] = field(default_factory=dict)
+
+
+def _queue_statement(f: QueueFilter) -> Any:
+    stmt = select(Image)
+    conds: list[Any] = []
+    if f.status:
+        conds.append(Image.status == f.status)
+    if f.model:
+        conds.append(
+            Image.model_id
+            == select(SneakerModel.id).where(SneakerModel.name == f.model).scalar_subquery()
+        )
+    if f.sku:
+        conds.append(
+            Image.sku_id == select(Sku.id).where(Sku.style_code == f.sku).scalar_subquery()
+        )
+    if f.split == "none":
+        conds.append(Image.split.is_(None))
+    elif f.split:
+        conds.append(Image.split == f.split)
+    if f.dup_group is not None:
+        conds.append(Image.dup_group == f.dup_group)
+    if f.image_ids is not None:
+        conds.append(Image.id.in_(list(f.image_ids)))
+    src_conds = []
+    if f.source_kind:
+        src_conds.append(ImageSource.kind == f.source_kind)
+    if f.spider:
+        src_conds.append(ImageSource.spider == f.spider)
+    if f.weak_model:
+        src_conds.append(ImageSource.weak_model == f.weak_model)
+    if f.weak_sku:
+        src_conds.append(ImageSource.weak_sku == f.weak_sku)
+    if src_conds:
+        conds.append(exists().where(ImageSource.image_id == Image.id, *src_conds))
+    if f.user:
+        conds.append(
+            ~exists().where(
+                LabelClaim.image_id == Image.id,
+                LabelClaim.user != f.user,
+                LabelClaim.expires_at > utcnow(),
+            )
+        )
+    needs_pred = f.run_id is not None and (
+        f.order in ("uncertain", "confident") or f.suggested_model or f.suggested_sku
+    )
+    if needs_pred:
+        stmt = stmt.join(
+            Prediction,
+            and_(Prediction.image_id == Image.id, Prediction.run_id == f.run_id),
+        )
+        if f.suggested_model:
+            conds.append(Prediction.model_name == f.suggested_model)
+        if f.suggested_sku:
+            conds.append(Prediction.sku == f.suggested_sku)
+    stmt = stmt.where(*conds)
+    if needs_pred and f.order == "uncertain":
+        stmt = stmt.order_by(Prediction.margin.asc(), Image.id)
+    elif needs_pred and f.order == "confident":
+        stmt = stmt.order_by(Prediction.margin.desc(), Image.id)
+    elif f.order == "newest":
+        stmt = stmt.order_by(Image.id.desc())
+    elif f.order == "dup_group":
+        stmt = stmt.order_by(Image.dup_group.is_(None), Image.dup_group, Image.id)
+    else:
+        stmt = stmt.order_by(Image.id)
+    return stmt
+
+
+def queue(
+    session: Session,
+    f: QueueFilter | None = None,
+    page: int = 0,
+    page_size: int = 48,
+    *,
+    with_total: bool = True,
+) -> Page:
+    """One page of a labelling queue, with the suggestions of ``f.run_id`` for its images."""
+    f = f or QueueFilter()
+    stmt = _queue_statement(f)
+    items = list(session.scalars(stmt.offset(page * page_size).limit(page_size)))
+    total = None
+    if with_total:
+        total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    preds: dict[int, Prediction] = {}
+    if f.run_id is not None and items:
+        preds = {
+            p.image_id: p
+            for p in session.scalars(
+                select(Prediction).where(
+                    Prediction.run_id == f.run_id,
+                    Prediction.image_id.in_([i.id for i in items]),
+                )
+            )
+        }
+    return Page(items, total, page, page_size, preds)
+
+
+def claim(session: Session, image_ids: Iterable[int], user: str, minutes: float = 10) -> None:
+    """Hold images for one labeller so that queues of others leave them out for a while."""
+    expires = utcnow() + timedelta(minutes=minutes)
+    now = utcnow()
+    ids = list(image_ids)
+    for image_id in ids:
+        row = session.get(LabelClaim, image_id)
+        if row is None:
+            session.add(LabelClaim(image_id=image_id, user=user, expires_at=expires))
+        elif row.user == user or row.expires_at <= now:
+            row.user = user
+            row.expires_at = expires
+    session.flush()
+
+
+def release_claims(session: Session, user: str) -> None:
+    for row in session.scalars(select(LabelClaim).where(LabelClaim.user == user)):
+        session.delete(row)
+
+
+# --- counts -------------------------------------------------------------------------------
+
+
+def stats(session: Session) -> dict[str, Any]:
+    """Images by status, by model, by SKU and by split; labelled images only for the last three."""
+    by_status = dict(
+        session.execute(select(Image.status, func.count()).group_by(Image.status)).all()
+    )
+    labelled = Image.status == "labelled"
+    by_model = dict(
+        session.execute(
+            select(SneakerModel.name, func.count(Image.id))
+            .join(Image, Image.model_id == SneakerModel.id)
+            .where(labelled)
+            .group_by(SneakerModel.name)
+            .order_by(SneakerModel.name)
+        ).all()
+    )
+    by_sku = [
+        {"model": m, "sku": s, "colourway": c, "images": n}
+        for m, s, c, n in session.execute(
+            select(SneakerModel.name, Sku.style_code, Sku.colourway, func.count(Image.id))
+            .join(Sku, Sku.model_id == SneakerModel.id)
+            .join(Image, Image.sku_id == Sku.id)
+            .where(labelled)
+            .group_by(SneakerModel.name, Sku.style_code, Sku.colourway)
+            .order_by(SneakerModel.name, Sku.style_code)
+        ).all()
+    ]
+    by_split = {
+        (k or "unassigned"): v
+        for k, v in session.execute(
+            select(Image.split, func.count()).where(labelled).group_by(Image.split)
+        ).all()
+    }
+    return {
+        "images": sum(by_status.values()),
+        "by_status": {s: by_status.get(s, 0) for s in ("new", "labelled", "rejected")},
+        "models": session.scalar(select(func.count()).select_from(SneakerModel)),
+        "skus": session.scalar(select(func.count()).select_from(Sku)),
+        "by_model": by_model,
+        "by_sku": by_sku,
+        "by_split": by_split,
+        "sources": session.scalar(select(func.count()).select_from(ImageSource)),
+    }
