@@ -79,11 +79,9 @@ class Catalogue:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
+        # closing (not rolling back) leaves the loaded objects usable after the block
         with self._read() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:

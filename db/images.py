@@ -52,7 +52,7 @@ def _available_formats() -> list[str]:
 
 def _to_8bit(img: Image.Image) -> Image.Image:
     """16-bit and float grayscale ('I;16', 'I', 'F') to 8-bit 'L', keeping the full range."""
-    arr = np.asarray(img, dtype=np.float64)
+    arr = np.asarray(img).astype(np.float64)
     top = 65535.0 if img.mode.startswith("I") and arr.max(initial=0) > 255 else 255.0
     if img.mode == "F":
         top = max(float(arr.max(initial=1.0)), 1.0)
@@ -116,6 +116,11 @@ def image_format(data: bytes) -> str:
 def phash(img: Image.Image) -> str:
     """Perceptual hash (DCT, 64 bits) as 16 hex digits, for near-duplicate search."""
     return str(imagehash.phash(img))
+
+
+def mirror_phash(img: Image.Image) -> str:
+    """Perceptual hash of the left-right mirrored picture, to find flipped copies."""
+    return phash(ImageOps.mirror(img))
 
 
 def make_thumbnail(img: Image.Image, size: int = THUMB_SIZE) -> bytes:

@@ -98,6 +98,7 @@ class Image(Base):
     height: Mapped[int] = mapped_column(Integer)
     n_bytes: Mapped[int] = mapped_column(Integer)
     phash: Mapped[str] = mapped_column(String(16), index=True)
+    phash_mirror: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(10), default="new")
     model_id: Mapped[int | None] = mapped_column(ForeignKey("sneaker_models.id"))
     sku_id: Mapped[int | None] = mapped_column(ForeignKey("skus.id"))

@@ -20,6 +20,7 @@ from db.images import (
     decode_image,
     image_format,
     make_thumbnail,
+    mirror_phash,
     phash,
     sha256_hex,
 )
@@ -70,6 +71,7 @@ class PreparedImage:
     width: int
     height: int
     phash: str
+    phash_mirror: str
     thumbnail: bytes
 
 
@@ -92,6 +94,7 @@ def prepare_image(data: bytes, name: str) -> PreparedImage:
         width=img.width,
         height=img.height,
         phash=phash(img),
+        phash_mirror=mirror_phash(img),
         thumbnail=make_thumbnail(img),
     )
 
@@ -156,6 +159,7 @@ def ingest_prepared(
             height=prepared.height,
             n_bytes=len(prepared.data),
             phash=prepared.phash,
+            phash_mirror=prepared.phash_mirror,
             status="new",
         )
         session.add(image)
@@ -246,10 +250,9 @@ def get_or_create_sku(
     code = clean_name(style_code, "SKU")
     found = find_sku(session, code)
     if found is not None:
-        if model_name and found.model.name != clean_name(model_name, "model"):
-            raise CatalogueError(
-                f"SKU {code} belongs to {found.model.name}, not to {clean_name(model_name, 'model')}"
-            )
+        wanted = clean_name(model_name, "model") if model_name else None
+        if wanted and found.model.name != wanted:
+            raise CatalogueError(f"SKU {code} belongs to {found.model.name}, not to {wanted}")
         if colourway and not found.colourway:
             found.colourway = colourway
         return found

@@ -1,0 +1,26 @@
+"""images.phash_mirror: perceptual hash of the mirrored image, to find flipped near-duplicates
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-22 06:10:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("images", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("phash_mirror", sa.String(length=16), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("images", schema=None) as batch_op:
+        batch_op.drop_column("phash_mirror")
