@@ -1,0 +1,1 @@
+"""skulab's crawlers: sneaker pictures and their page metadata into the catalogue."""

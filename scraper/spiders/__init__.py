@@ -1,0 +1,1 @@
+"""skulab's spiders: ``nike``, ``nike_launch`` and ``shopify``."""
