@@ -1,0 +1,217 @@
+"""The cascade's heads and the decision from embeddings to an answer.
+
+Stage 1 is a linear softmax head over sneaker models on the grayscale embedding; stage 2
+a linear head over SKUs on the colour embedding whose softmax runs within one model's
+SKUs. Embeddings are centred on the training mean and L2-normalised before the heads.
+Confidences are temperature-scaled; an answer is "unknown" (``None``) when its
+stage's own confidence (stage 2: P(SKU | model)) is below the stage's threshold or the embedding lies far from every
+training example of the predicted class (cosine to the class centroid), which catches
+sneakers that the catalogue does not have better than a softmax alone.
+
+:func:`decide` is used by prediction, evaluation and suggestions alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+UNSURE_BELOW = 0.6
+"""Stage 1 is "unsure" below this confidence: stage 2 then also looks at its runner-up."""
+
+
+@dataclass
+class CascadePrediction:
+    """The answer for one image. ``model``/``sku`` are ``None`` when unknown."""
+
+    model: str | None
+    model_confidence: float
+    sku: str | None
+    sku_confidence: float
+    model_top3: list[tuple[str, float]]
+    sku_top3: list[tuple[str, float]]
+    model_unknown: bool
+    sku_unknown: bool
+    margin: float = 0.0
+    """Stage 1's top-1 minus top-2 confidence (small: worth a human look)."""
+    sku_model: str | None = None
+    """The model the SKU belongs to (stage 1's runner-up when stage 1 was unsure).
+
+    ``sku_confidence`` is P(model) x P(SKU | model): the chance that both are right.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "model_confidence": round(self.model_confidence, 6),
+            "sku": self.sku,
+            "sku_confidence": round(self.sku_confidence, 6),
+            "model_top3": [{"name": n, "confidence": round(c, 6)} for n, c in self.model_top3],
+            "sku_top3": [{"name": n, "confidence": round(c, 6)} for n, c in self.sku_top3],
+            "model_unknown": self.model_unknown,
+            "sku_unknown": self.sku_unknown,
+            "margin": round(self.margin, 6),
+            "sku_model": self.sku_model,
+        }
+
+
+@dataclass
+class Head:
+    """A linear head on centred, L2-normalised embeddings, with its calibration."""
+
+    weight: torch.Tensor  # classes x dim
+    bias: torch.Tensor  # classes
+    center: torch.Tensor  # dim
+    centroids: torch.Tensor  # classes x dim, unit length (0 rows for classes without data)
+    temperature: float = 1.0
+    min_confidence: float = 0.0
+    min_similarity: float = -1.0
+    prototypes: torch.Tensor | None = None
+    """Unit-length training features (a capped sample per class). When present, the
+    similarity is the cosine to the nearest of them, which tells a sneaker the catalogue
+    lacks better than the distance to a class centroid."""
+
+    def similarity(self, feats: torch.Tensor, predicted: int) -> float:
+        if self.prototypes is not None and len(self.prototypes):
+            return float((self.prototypes @ feats).max())
+        return float(feats @ self.centroids[predicted])
+
+    def features(self, emb: torch.Tensor) -> torch.Tensor:
+        return normalise(emb, self.center)
+
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        return feats @ self.weight.T + self.bias
+
+
+def normalise(emb: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """Centre on the training mean, then scale to unit length."""
+    x = emb.float() - center
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+@dataclass
+class Cascade:
+    """Both stages with their class lists. ``stage2`` is None when no SKU is labelled."""
+
+    models: list[str]
+    skus: list[str]
+    sku_model: list[int]  # index into models, per SKU
+    stage1: Head
+    stage2: Head | None
+    unsure_below: float = UNSURE_BELOW
+    _groups: list[list[int]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self._groups = [[] for _ in self.models]
+        for s, m in enumerate(self.sku_model):
+            self._groups[m].append(s)
+
+    def skus_of(self, model_index: int) -> list[int]:
+        return self._groups[model_index]
+
+    def model_probs(self, gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated stage-1 probabilities and the normalised features."""
+        feats = self.stage1.features(gray)
+        probs = torch.softmax(self.stage1.logits(feats) / self.stage1.temperature, 1)
+        return probs, feats
+
+    def sku_logits(self, colour: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.stage2 is None:
+            raise ValueError("this cascade has no SKU stage (no SKU was labelled)")
+        feats = self.stage2.features(colour)
+        return self.stage2.logits(feats) / self.stage2.temperature, feats
+
+    def sku_given_model(self, logits_row: torch.Tensor, model_index: int) -> torch.Tensor:
+        """P(SKU | model) over the model's SKUs (in :meth:`skus_of` order)."""
+        group = self._groups[model_index]
+        if len(group) == 1:
+            return torch.ones(1)
+        return torch.softmax(logits_row[group], 0)
+
+
+def _top(names: list[str], scores: list[float], k: int = 3) -> list[tuple[str, float]]:
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
+    return [(names[i], float(scores[i])) for i in order]
+
+
+def decide(
+    cascade: Cascade, gray: torch.Tensor, colour: torch.Tensor | None
+) -> list[CascadePrediction]:
+    """Raw backbone embeddings of a batch (gray view, colour view) -> one answer each."""
+    probs1, feats1 = cascade.model_probs(gray)
+    sku_logits = sku_feats = None
+    if cascade.stage2 is not None and colour is not None:
+        sku_logits, sku_feats = cascade.sku_logits(colour)
+    out = []
+    for i in range(probs1.shape[0]):
+        out.append(
+            _decide_one(
+                cascade,
+                probs1[i],
+                feats1[i],
+                None if sku_logits is None else sku_logits[i],
+                None if sku_feats is None else sku_feats[i],
+            )
+        )
+    return out
+
+
+def _decide_one(
+    cascade: Cascade,
+    probs1: torch.Tensor,
+    feats1: torch.Tensor,
+    sku_logits: torch.Tensor | None,
+    sku_feats: torch.Tensor | None,
+) -> CascadePrediction:
+    p1 = probs1.tolist()
+    order = sorted(range(len(p1)), key=lambda i: -p1[i])
+    best = order[0]
+    margin = p1[best] - (p1[order[1]] if len(order) > 1 else 0.0)
+    similarity1 = cascade.stage1.similarity(feats1, best)
+    model_unknown = (
+        p1[best] < cascade.stage1.min_confidence or similarity1 < cascade.stage1.min_similarity
+    )
+    model_top3 = _top(cascade.models, p1)
+    candidates = [best]
+    if p1[best] < cascade.unsure_below and len(order) > 1:
+        candidates.append(order[1])
+    sku_index: list[int] = []
+    joint: list[float] = []
+    conditional: list[float] = []
+    if sku_logits is not None:
+        for m in candidates:
+            group = cascade.skus_of(m)
+            if not group:
+                continue
+            cond = cascade.sku_given_model(sku_logits, m).tolist()
+            sku_index += group
+            joint += [p1[m] * c for c in cond]
+            conditional += cond
+    sku = sku_model = None
+    sku_conf = 0.0
+    sku_top3 = _top([cascade.skus[s] for s in sku_index], joint)
+    if joint and not model_unknown:
+        k = max(range(len(joint)), key=lambda j: joint[j])
+        sku_conf = joint[k]
+        s = sku_index[k]
+        assert cascade.stage2 is not None and sku_feats is not None
+        similarity2 = cascade.stage2.similarity(sku_feats, s)
+        if (
+            conditional[k] >= cascade.stage2.min_confidence
+            and similarity2 >= cascade.stage2.min_similarity
+        ):
+            sku, sku_model = cascade.skus[s], cascade.models[cascade.sku_model[s]]
+    return CascadePrediction(
+        model=None if model_unknown else cascade.models[best],
+        model_confidence=p1[best],
+        sku=sku,
+        sku_confidence=sku_conf,
+        model_top3=model_top3,
+        sku_top3=sku_top3,
+        model_unknown=model_unknown,
+        sku_unknown=sku is None,
+        margin=margin,
+        sku_model=sku_model,
+    )
