@@ -1,0 +1,1 @@
+"""skulab's Streamlit app: label, review, split, train and predict."""

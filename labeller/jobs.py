@@ -1,0 +1,394 @@
+"""Long work started from the app, run outside it: training runs and suggestion refreshes.
+
+The app never trains in its own process. It writes a queued :class:`db.models.Run` row,
+starts ``python -m training fit --run-id N`` as a detached process and reads the run's
+``status``/``progress``/``message`` back from the database, so that any page, any user
+and any later session sees the same state. Suggestion refreshes (``python -m training
+suggest``) are tracked by a small JSON file under ``<data>/jobs``.
+
+Nothing here imports Streamlit: the pages call these functions and render the results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db import Catalogue
+from db.config import DATA_ENV
+from db.models import Run, utcnow
+from training.jobs import create_run, promote_run
+
+LOG_NAME = "log.txt"
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
+FINISHED = ("succeeded", "failed")
+UNFINISHED = ("queued", "running")
+
+# Processes this server started: polling them reaps them, so they do not linger as zombies
+# (a zombie still answers ``kill(pid, 0)`` and would look alive).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class JobError(RuntimeError):
+    """A job that cannot be started or changed, with a message for the user."""
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+def _child_env(cat: Catalogue) -> dict[str, str]:
+    env = dict(os.environ)
+    env[DATA_ENV] = str(cat.data_dir)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def spawn(cat: Catalogue, args: Sequence[str], log_path: Path) -> int:
+    """Start ``python -m <args>`` detached from this process, output appended to ``log_path``.
+
+    The child gets its own session (a Streamlit rerun or a closed browser tab does not
+    stop it) and ``SKULAB_DATA`` pointing at this catalogue. Returns its pid.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_child_env(cat),
+            cwd=str(cat.data_dir),
+            start_new_session=True,
+        )
+    _CHILDREN[proc.pid] = proc
+    return proc.pid
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid is still running (zombies count as finished)."""
+    if pid is None or pid <= 0:
+        return False
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _CHILDREN[pid]
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        # "pid (comm) S ...": the state letter follows the last ')'.
+        state = stat.read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def tail(path: Path, max_lines: int = 30, max_bytes: int = 64_000) -> str:
+    """The last lines of a text file ('' when it does not exist)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            text = fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    # A progress bar rewrites its line with '\r': keep only the newest state of each line.
+    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines[-max_lines:])
+
+
+# --- training runs ------------------------------------------------------------------------
+
+
+def run_dir(cat: Catalogue, run_id: int) -> Path:
+    return cat.runs_dir / str(run_id)
+
+
+def run_log(cat: Catalogue, run_id: int) -> Path:
+    return run_dir(cat, run_id) / LOG_NAME
+
+
+def start_fit(
+    cat: Catalogue, params: Mapping[str, Any], name: str | None = None, promote: bool = False
+) -> int:
+    """Create a queued run and start ``python -m training fit --run-id N`` for it; the run id.
+
+    Unknown parameters are refused before anything is written. When the process cannot be
+    started the run is marked failed with the reason, so that nothing stays queued forever.
+    """
+    try:
+        run_id = create_run(cat, dict(params), name=(name or "").strip() or None)
+    except (TypeError, ValueError) as exc:
+        raise JobError(f"cannot start a run: {exc}") from exc
+    args = ["training", "fit", "--run-id", str(run_id)] + (["--promote"] if promote else [])
+    try:
+        pid = spawn(cat, args, run_log(cat, run_id))
+    except OSError as exc:
+        with cat.write() as s:
+            _fail(s, run_id, f"could not start the training process: {exc}")
+        raise JobError(f"run {run_id}: could not start the training process: {exc}") from exc
+    with cat.write() as s:
+        # The child may already have taken over the row; only fill in the pid.
+        s.execute(update(Run).where(Run.id == run_id, Run.pid.is_(None)).values(pid=pid))
+    return run_id
+
+
+def _fail(session: Session, run_id: int, error: str) -> bool:
+    """Mark an unfinished run failed; False when it had finished meanwhile."""
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_(UNFINISHED))
+        .values(status="failed", error=error, message="failed", finished_at=utcnow())
+    )
+    return bool(result.rowcount)
+
+
+def check_run(cat: Catalogue, run_id: int) -> Run | None:
+    """The run, after marking it failed if its process died without saying so.
+
+    A process killed by the OS (out of memory, a reboot) cannot write its own failure;
+    the check runs inside a write transaction, so a process that finishes properly at the
+    same moment wins.
+    """
+    with cat.read() as s:
+        run = s.get(Run, run_id)
+    if run is None or run.status in FINISHED or run.pid is None or pid_alive(run.pid):
+        return run
+    with cat.write() as s:
+        current = s.get(Run, run_id)
+        if current is not None and current.status in UNFINISHED and not pid_alive(current.pid):
+            last = tail(run_log(cat, run_id), max_lines=8)
+            error = f"the training process (pid {current.pid}) exited without finishing"
+            if last:
+                error += f"; last lines of its log:\n{last}"
+            _fail(s, run_id, error)
+    with cat.read() as s:
+        return s.get(Run, run_id)
+
+
+def cancel_run(cat: Catalogue, run_id: int) -> bool:
+    """Stop an unfinished run's process and mark it failed ("cancelled"); False if finished."""
+    with cat.read() as s:
+        run = s.get(Run, run_id)
+    if run is None:
+        raise JobError(f"no run with id {run_id}")
+    if run.status in FINISHED:
+        return False
+    if run.pid is not None and pid_alive(run.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(run.pid, signal.SIGTERM)
+    with cat.write() as s:
+        return _fail(s, run_id, "cancelled by a user")
+
+
+def list_runs(session: Session, limit: int = 50) -> list[Run]:
+    return list(session.scalars(select(Run).order_by(Run.id.desc()).limit(limit)))
+
+
+def active_run(session: Session) -> Run | None:
+    return session.scalar(select(Run).where(Run.active).order_by(Run.id.desc()).limit(1))
+
+
+def promote(cat: Catalogue, run_id: int) -> None:
+    """Make a succeeded run the one active model (training's rule: exactly one active)."""
+    try:
+        promote_run(cat, run_id)
+    except (LookupError, ValueError) as exc:
+        raise JobError(str(exc)) from exc
+
+
+def run_label(run: Run) -> str:
+    name = f" {run.name}" if run.name else ""
+    return f"#{run.id}{name} ({run.params.get('backbone', '?')}, {run.status})"
+
+
+def elapsed(run: Run, now: datetime | None = None) -> float | None:
+    """Seconds the run has been going (or took), None before it started."""
+    if run.started_at is None:
+        return None
+    end = run.finished_at or now or utcnow()
+    return max(0.0, (end - run.started_at).total_seconds())
+
+
+# --- comparing runs -----------------------------------------------------------------------
+
+
+def flatten_metrics(metrics: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """Nested metrics to ``{"stage.name": scalar}``; lists and per-class tables are left out."""
+    flat: dict[str, Any] = {}
+    for key, value in (metrics or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            if _is_table(value):
+                continue
+            flat.update(flatten_metrics(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str) or value is None:
+            flat[name] = value
+    return flat
+
+
+def _is_table(value: Mapping[str, Any]) -> bool:
+    """A mapping of row name -> mapping of scalars (a per-class table)."""
+    return bool(value) and all(
+        isinstance(row, Mapping)
+        and row
+        and all(isinstance(v, bool | int | float | str) or v is None for v in row.values())
+        for row in value.values()
+    )
+
+
+def metric_tables(
+    metrics: Mapping[str, Any] | None, prefix: str = ""
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """The per-class tables inside a run's metrics: ``{"stage.per_class": {class: {col: v}}}``.
+
+    A list of records with a ``class``/``name``/``label`` field counts as a table too.
+    """
+    tables: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, value in (metrics or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            if _is_table(value):
+                tables[name] = {str(k): dict(v) for k, v in value.items()}
+            else:
+                tables.update(metric_tables(value, f"{name}."))
+        elif isinstance(value, list) and value and all(isinstance(r, Mapping) for r in value):
+            label = next(
+                (f for f in ("class", "name", "label", "sku", "model") if f in value[0]), None
+            )
+            if label is not None:
+                tables[name] = {
+                    str(r[label]): {k: v for k, v in r.items() if k != label} for r in value
+                }
+    return tables
+
+
+def compare_table(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
+    """``{metric: {run label: value}}`` for every scalar metric of any of the runs."""
+    flats = {f"#{r.id}": flatten_metrics(r.metrics) for r in runs}
+    params = {f"#{r.id}": {f"param.{k}": v for k, v in (r.params or {}).items()} for r in runs}
+    keys: list[str] = []
+    for source in (params, flats):
+        for flat in source.values():
+            keys.extend(k for k in flat if k not in keys)
+    return {k: {label: {**params[label], **flats[label]}.get(k) for label in flats} for k in keys}
+
+
+def run_pictures(cat: Catalogue, run: Run) -> list[Path]:
+    """Pictures a run left in its folder (confusion matrices, curves), sorted by name."""
+    folders = [run_dir(cat, run.id)]
+    if run.bundle_path:
+        bundle = cat.data_dir / run.bundle_path
+        folders.append(bundle if bundle.is_dir() else bundle.parent)
+    seen: dict[Path, None] = {}
+    for folder in folders:
+        if folder.is_dir():
+            for path in sorted(folder.rglob("*")):
+                if path.suffix.lower() in PICTURE_SUFFIXES and path.is_file():
+                    seen.setdefault(path.resolve(), None)
+    return sorted(seen, key=lambda p: p.name)
+
+
+# --- refreshing suggestions ---------------------------------------------------------------
+
+_COUNT = re.compile(r"(\d+)\s*/\s*(\d+)")
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+
+
+@dataclass(frozen=True)
+class SuggestJob:
+    """A ``python -m training suggest`` process started from the app."""
+
+    pid: int
+    started_at: str
+    log: str
+    args: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+@dataclass(frozen=True)
+class SuggestStatus:
+    running: bool
+    fraction: float | None
+    last_line: str
+    log_tail: str
+    job: SuggestJob
+
+
+def _suggest_state(cat: Catalogue) -> Path:
+    return cat.data_dir / "jobs" / "suggest.json"
+
+
+def read_suggest_job(cat: Catalogue) -> SuggestJob | None:
+    try:
+        raw = json.loads(_suggest_state(cat).read_text())
+        return SuggestJob(raw["pid"], raw["started_at"], raw["log"], tuple(raw.get("args", ())))
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        return None
+
+
+def start_suggest(cat: Catalogue, run_id: int | None = None) -> SuggestJob:
+    """Start refreshing suggestions (one refresh at a time per data folder)."""
+    current = read_suggest_job(cat)
+    if current is not None and pid_alive(current.pid):
+        raise JobError(f"suggestions are already being refreshed (pid {current.pid})")
+    args: tuple[str, ...] = ("training", "suggest")
+    if run_id is not None:
+        args += ("--run", str(run_id))
+    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+    log = cat.data_dir / "jobs" / f"suggest-{stamp}.log"
+    pid = spawn(cat, args, log)
+    job = SuggestJob(pid, utcnow().isoformat(timespec="seconds"), str(log), args)
+    state = _suggest_state(cat)
+    tmp = state.with_suffix(".tmp")
+    tmp.write_text(job.to_json())
+    tmp.replace(state)
+    return job
+
+
+def parse_progress(text: str) -> float | None:
+    """The newest progress in a log, 0..1: ``[ 45.0%] ...`` lines (skulab's CLIs), tqdm bars
+    or ``done/total`` counters; None when there is none."""
+    for line in reversed(text.splitlines()):
+        percent = _PERCENT.findall(line)
+        if percent:
+            return min(1.0, float(percent[0]) / 100)
+        count = _COUNT.findall(line)
+        if count:
+            done, total = (int(v) for v in count[-1])
+            return min(1.0, done / total) if total else None
+    return None
+
+
+def suggest_status(cat: Catalogue) -> SuggestStatus | None:
+    """Where the newest suggestion refresh stands (None if there never was one)."""
+    job = read_suggest_job(cat)
+    if job is None:
+        return None
+    text = tail(Path(job.log), max_lines=40)
+    last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
+    return SuggestStatus(pid_alive(job.pid), parse_progress(text), last, text, job)
