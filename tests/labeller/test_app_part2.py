@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from part2_data import labelled_folder, private_copy, trained_folder
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
@@ -21,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from db import Catalogue
 from db.demo import generate
 from db.models import Image, ImageSource, Prediction, Run
+from tests.labeller.part2_data import labelled_folder, private_copy, trained_folder
 
 TIMEOUT_S = 120
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from part2_data import private_copy, trained_folder
 from PIL import Image as PILImage
 from playwright.sync_api import expect
 
 from db import Catalogue
 from db.demo import demo_catalogue_spec, generate
+from tests.labeller.part2_data import private_copy, trained_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

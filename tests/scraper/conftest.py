@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from local_site import LocalSite, Reply, Seen, content, picture_route, redirect, serve
 from PIL import Image
+
+from tests.scraper.local_site import LocalSite, Reply, Seen, content, picture_route, redirect, serve
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[2]

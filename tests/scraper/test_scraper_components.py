@@ -7,7 +7,6 @@ import io
 from pathlib import Path
 
 import pytest
-from local_site import sneaker_picture
 from PIL import Image as PILImage
 from scrapy import Request
 from scrapy.crawler import Crawler
@@ -24,6 +23,7 @@ from scraper.items import ImageItem, SkuItem
 from scraper.middlewares import IMAGE_META, AllowedHostsMiddleware, KnownImageMiddleware
 from scraper.outcomes import HostNotAllowed, KnownImage, crawl_summary, failure_reason
 from scraper.pipelines import CatalogueIngestPipeline, SkuStatsPipeline, source_of
+from tests.scraper.local_site import sneaker_picture
 
 
 def _crawler(data: Path, **settings: object) -> Crawler:
