@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from db import Catalogue, ops
 from db.duplicates import (
@@ -25,8 +25,20 @@ from tests.curation.helpers import COPIES, encode, ingest, photo, plant_duplicat
 @pytest.fixture
 def planted(catalogue: Catalogue) -> dict[int, list[int]]:
     planted = plant_duplicates(catalogue, n_originals=8)
-    assert backfill_mirror_hashes(catalogue) == 8 * (1 + len(COPIES))
+    assert backfill_mirror_hashes(catalogue) == 0  # ingest stores the mirror hash already
     return planted
+
+
+def test_backfill_fills_mirror_hashes_missing_from_older_catalogues(catalogue: Catalogue) -> None:
+    plant_duplicates(catalogue, n_originals=2)
+    with catalogue.write() as s:
+        s.execute(update(Image).values(phash_mirror=None))
+    with catalogue.read() as s:
+        assert len(missing_mirror_ids(s)) == 2 * (1 + len(COPIES))
+    assert backfill_mirror_hashes(catalogue) == 2 * (1 + len(COPIES))
+    with catalogue.read() as s:
+        assert missing_mirror_ids(s) == []
+        assert all(len(h) == 16 for h in s.scalars(select(Image.phash_mirror)))
 
 
 def _group_of(report_groups: list, image_id: int) -> int | None:
