@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.scraper.conftest import CrawlRun, nike_start_urls, run_crawl
 from sqlalchemy import func, select
 
 from db import Catalogue
 from db.models import Image, ImageSource, Sku, SneakerModel
+from tests.scraper.conftest import CrawlRun, nike_start_urls, run_crawl
 from tests.scraper.local_site import LocalSite
 
 pytestmark = pytest.mark.slow
