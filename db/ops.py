@@ -266,7 +266,8 @@ def get_or_create_sku(
 # --- labels -------------------------------------------------------------------------------
 
 
-def _snapshot(image: Image) -> dict[str, Any]:
+def snapshot(image: Image) -> dict[str, Any]:
+    """An image's label, status and split, as recorded before/after in every LabelEvent."""
     return {
         "status": image.status,
         "model_id": image.model_id,
@@ -295,7 +296,7 @@ def _record(
 ) -> None:
     session.flush()
     session.refresh(image, ["model", "sku"])
-    after = _snapshot(image)
+    after = snapshot(image)
     if after != before:
         session.add(
             LabelEvent(
@@ -346,7 +347,7 @@ def set_label(
     """Label an image with a model and optionally an SKU (which must belong to that model)."""
     image = _get_image(session, image_id)
     model_row, sku_row = resolve_label(session, model, sku)
-    before = _snapshot(image)
+    before = snapshot(image)
     image.model_id = model_row.id if model_row else None
     image.sku_id = sku_row.id if sku_row else None
     image.status = "labelled"
@@ -375,7 +376,7 @@ def bulk_label(
 
 def clear_label(session: Session, image_id: int, user: str, how: str = "manual") -> Image:
     image = _get_image(session, image_id)
-    before = _snapshot(image)
+    before = snapshot(image)
     image.model_id = None
     image.sku_id = None
     image.status = "new"
@@ -386,7 +387,7 @@ def clear_label(session: Session, image_id: int, user: str, how: str = "manual")
 def reject(session: Session, image_id: int, user: str, how: str = "manual") -> Image:
     """Mark an image as junk: it leaves every queue and all training."""
     image = _get_image(session, image_id)
-    before = _snapshot(image)
+    before = snapshot(image)
     image.model_id = None
     image.sku_id = None
     image.status = "rejected"
@@ -398,7 +399,7 @@ def unreject(session: Session, image_id: int, user: str, how: str = "manual") ->
     image = _get_image(session, image_id)
     if image.status != "rejected":
         return image
-    before = _snapshot(image)
+    before = snapshot(image)
     image.status = "new"
     _record(session, image, before, user, "unreject", how)
     return image
@@ -421,12 +422,12 @@ def set_split(
         image = _get_image(session, image_id)
         if image.split_locked and image.split != split:
             continue
-        before = _snapshot(image)
+        before = snapshot(image)
         image.split = split
         if lock is not None:
             image.split_locked = lock and split is not None
         _record(session, image, before, user, "split", how)
-        moved += before != _snapshot(image)
+        moved += before != snapshot(image)
     return moved
 
 
@@ -445,7 +446,7 @@ def undo(session: Session, image_id: int, user: str) -> LabelEvent | None:
     if event is None:
         return None
     image = _get_image(session, image_id)
-    before = _snapshot(image)
+    before = snapshot(image)
     target = event.before
     for key, ref in (("model_id", SneakerModel), ("sku_id", Sku)):
         if target[key] is not None and session.get(ref, target[key]) is None:

@@ -314,7 +314,7 @@ def plan_splits(
 
 
 def _snapshots(session: Session, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """:func:`db.ops._snapshot` of many images at once (the LabelEvent before/after format)."""
+    """:func:`db.ops.snapshot` of many images at once (the LabelEvent before/after format)."""
     models = dict(session.execute(select(SneakerModel.id, SneakerModel.name)).all())
     skus = dict(session.execute(select(Sku.id, Sku.style_code)).all())
     out: dict[int, dict[str, Any]] = {}

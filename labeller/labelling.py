@@ -320,7 +320,7 @@ def confirm_labels(cat: Catalogue, image_ids: Sequence[int], user: str) -> Actio
             image = images.get(image_id)
             if image is None:
                 raise ops.CatalogueError(f"no image with id {image_id}")
-            snap = _snapshot(image)
+            snap = ops.snapshot(image)
             session.add(
                 LabelEvent(
                     image_id=image_id,
@@ -334,18 +334,6 @@ def confirm_labels(cat: Catalogue, image_ids: Sequence[int], user: str) -> Actio
             )
     n = len(image_ids)
     return Action("confirm", tuple(image_ids), f"Confirmed {n} label{'s' if n != 1 else ''}")
-
-
-def _snapshot(image: Image) -> dict[str, Any]:
-    return {
-        "status": image.status,
-        "model_id": image.model_id,
-        "model": image.model.name if image.model else None,
-        "sku_id": image.sku_id,
-        "sku": image.sku.style_code if image.sku else None,
-        "split": image.split,
-        "split_locked": image.split_locked,
-    }
 
 
 def undo_action(cat: Catalogue, action: Action, user: str) -> int:
