@@ -1202,7 +1202,8 @@ def load_demo(
 
     Creates the demo's models and SKUs, then ingests every image with its weak label;
     labelled images (about 20%) get their true model and SKU (user "demo", how "import").
-    Splits are left unassigned. Refuses a catalogue that already holds images.
+    The labelled images then get splits by the catalogue's one rule (``db.splits``), as an
+    import with ``--split auto`` would. Refuses a catalogue that already holds images.
     Decoding and hashing happen outside the write transactions, which commit every `batch` images.
     """
     with cat.read() as session:
@@ -1248,6 +1249,10 @@ def load_demo(
             flush()
     if pending:
         flush()
+    from db.splits import assign_splits
+
+    with cat.write() as session:
+        assign_splits(session, user="demo")
     return counts
 
 

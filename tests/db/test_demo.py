@@ -195,7 +195,12 @@ def test_load_demo_fills_an_empty_catalogue(catalogue: Catalogue) -> None:
         assert s.scalar(select(func.count()).select_from(Image)) == total
         status = dict(s.execute(select(Image.status, func.count()).group_by(Image.status)).all())
         assert status == {"labelled": counts["labelled"], "new": total - counts["labelled"]}
-        assert s.scalar(select(func.count()).where(Image.split.is_not(None))) == 0
+        # the labelled images get splits by the catalogue's rule; unlabelled ones wait for a label
+        assert s.scalar(select(func.count()).where(Image.split.is_not(None))) == counts["labelled"]
+        assert (
+            s.scalar(select(func.count()).where(Image.status == "new", Image.split.is_not(None)))
+            == 0
+        )
         assert s.scalar(select(func.count()).select_from(SneakerModel)) == counts["models"]
         assert s.scalar(select(func.count()).select_from(Sku)) == counts["skus"]
         assert all(sku.colourway and sku.title for sku in s.scalars(select(Sku)))
@@ -215,9 +220,11 @@ def test_load_demo_fills_an_empty_catalogue(catalogue: Catalogue) -> None:
                 assert image.labelled_by == "demo"
             else:
                 assert image.model_id is None and image.status == "new"
-        events = s.scalars(select(LabelEvent)).all()
+        events = s.scalars(select(LabelEvent).where(LabelEvent.action == "label")).all()
         assert len(events) == counts["labelled"]
         assert {(e.user, e.how) for e in events} == {("demo", "import")}
+        splits = s.scalars(select(LabelEvent).where(LabelEvent.action == "split")).all()
+        assert len(splits) == counts["labelled"] and {e.user for e in splits} == {"demo"}
 
 
 def test_load_demo_refuses_a_catalogue_with_images(catalogue: Catalogue) -> None:
