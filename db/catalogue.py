@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,29 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_S = 30.0
 
 
+def _use_wal(cur: Any) -> None:
+    """Switch the database to WAL (once per database; later connections find it so).
+
+    The switch needs a lock that SQLite does not always wait for through the busy handler
+    (several processes opening one new database at once get "database is locked" at once),
+    so it is retried here for as long as the busy timeout allows.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.01
+    while True:
+        try:
+            mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            transient = "locked" in str(exc) or "busy" in str(exc)
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 def _sqlite_listeners(engine: Engine) -> None:
     """Per-connection pragmas, and BEGIN IMMEDIATE for transactions that write.
 
@@ -32,10 +57,10 @@ def _sqlite_listeners(engine: Engine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        _use_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -72,6 +97,11 @@ class Catalogue:
         return f"Catalogue({str(self.data_dir)!r})"
 
     @property
+    def display_url(self) -> str:
+        """The database URL as it may be shown or logged (password hidden)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
     def runs_dir(self) -> Path:
         path = self.data_dir / "runs"
         path.mkdir(exist_ok=True)
@@ -88,15 +118,38 @@ class Catalogue:
         with self._write() as session, session.begin():
             yield session
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision (Alembic ``upgrade head``)."""
-        from alembic import command
+    def _alembic_config(self) -> Any:
         from alembic.config import Config
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.attributes["engine"] = self.engine
+        return cfg
+
+    def schema_revision(self) -> set[str]:
+        """The Alembic revisions the database is at (empty for a new database)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return set(MigrationContext.configure(conn).get_current_heads())
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic ``upgrade head``).
+
+        Several processes may start on one new database at once (the app, a crawl, a
+        training job): the upgrade runs in one write transaction (SQLite: ``BEGIN
+        IMMEDIATE``, PostgreSQL: an advisory lock taken in ``env.py``), so the others wait
+        for it and then find the schema up to date. A database already at the newest
+        revision is only read.
+        """
+        from alembic import command
+        from alembic.script import ScriptDirectory
+
+        cfg = self._alembic_config()
+        heads = set(ScriptDirectory.from_config(cfg).get_heads())
         with _MIGRATE_LOCK:
+            if self.schema_revision() == heads:
+                return
+            cfg.attributes["engine"] = self._writer_engine
             command.upgrade(cfg, "head")
 
     def dispose(self) -> None:

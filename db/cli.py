@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from db import ops
+from db import config, ops
 from db.catalogue import Catalogue, open_catalogue
 from db.images import ImageError
 
@@ -35,7 +36,7 @@ def _progress(desc: str) -> Callable[[int, int], None]:
 def cmd_init(cat: Catalogue, args: argparse.Namespace) -> int:
     with cat.read() as session:
         counts = ops.stats(session)
-    print(f"catalogue ready: {cat.url} ({counts['images']} images)")
+    print(f"catalogue ready: {cat.display_url} ({counts['images']} images)")
     print(f"data folder: {cat.data_dir}")
     return 0
 
@@ -83,7 +84,7 @@ def cmd_stats(cat: Catalogue, args: argparse.Namespace) -> int:
     with cat.read() as session:
         s = ops.stats(session)
     print(
-        f"{cat.url}: {s['images']} images, {s['models']} models, "
+        f"{cat.display_url}: {s['images']} images, {s['models']} models, "
         f"{s['skus']} SKUs, {s['sources']} sources"
     )
     _table("images by status", list(s["by_status"].items()), ["status", "images"])
@@ -150,14 +151,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _open(data: str | None) -> Catalogue:
+    """The migrated catalogue, or a :class:`ops.CatalogueError` that says what is wrong where."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
     try:
-        cat = open_catalogue(args.data)
+        folder = config.data_dir(data)
+    except OSError as exc:
+        raise ops.CatalogueError(
+            f"cannot use the data folder {data or os.environ.get(config.DATA_ENV) or 'data'}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    url = config.database_url(folder)
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise ops.CatalogueError(
+            f"${config.DATABASE_ENV} is not a database URL (like "
+            "postgresql+psycopg://user@host/skulab)"
+        ) from None
+    try:
+        return open_catalogue(folder)
+    except NoSuchModuleError as exc:
+        raise ops.CatalogueError(f"cannot use the database {shown}: {exc}") from None
+    except ImportError as exc:
+        raise ops.CatalogueError(
+            f"cannot use the database {shown}: its driver {exc.name or ''} is not installed "
+            "(PostgreSQL: pip install -e '.[postgres]')"
+        ) from None
+    except DBAPIError as exc:
+        reason = str(exc.orig if exc.orig is not None else exc).strip()
+        raise ops.CatalogueError(f"cannot open the catalogue at {shown}: {reason}") from None
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (``python -m db stats | head``): send what is left to /dev/null,
+    so that the flush at exit does not raise a second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is not a real file (tests capture it): nothing will flush there
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; exit status 0 ok, 1 the command found a problem (skipped files, a
+    leak), 2 a refused request, 130 interrupted, 141 the reader of the output went away."""
+    try:
+        args = build_parser().parse_args(argv)  # inside: `--help | head` closes the pipe too
+        cat = _open(args.data)
         return int(args.func(cat, args) or 0)
     except (ops.CatalogueError, ImageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 128 + 13  # as a shell reports a process ended by SIGPIPE
     except KeyboardInterrupt:
         print("interrupted; everything committed so far is kept", file=sys.stderr)
         return 130

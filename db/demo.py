@@ -31,6 +31,7 @@ from db import ops
 from db.catalogue import Catalogue
 from db.images import decode_image
 from db.models import Image as ImageRow
+from db.models import ImageSource as ImageSourceRow
 from db.ops import CatalogueError, Source
 
 RGB = tuple[int, int, int]
@@ -1181,12 +1182,30 @@ def demo_truth(seed: int = 0, per_colourway: int = 30) -> dict[str, DemoTruth]:
 # Loading into the catalogue.
 
 
-def _source(item: DemoImage) -> Source:
+def _source(item: DemoImage, params: dict[str, int] | None = None) -> Source:
     return Source(
         kind="demo", spider=None, image_url=item.image_url, page_url=item.page_url,
         weak_model=item.weak_model, weak_sku=item.weak_sku, weak_colourway=item.weak_colourway,
-        weak_title=item.weak_title,
+        weak_title=item.weak_title, extra={"demo": params} if params else None,
     )  # fmt: skip
+
+
+def _demo_state(cat: Catalogue, params: dict[str, int]) -> tuple[int, bool]:
+    """(images in the catalogue, whether they are all from an unfinished demo with ``params``)."""
+    with cat.read() as session:
+        existing = session.scalar(select(func.count()).select_from(ImageRow)) or 0
+        if not existing:
+            return 0, True
+        others = session.scalar(
+            select(func.count())
+            .select_from(ImageRow)
+            .where(~ImageRow.sources.any(ImageSourceRow.kind == "demo"))
+        )
+        extras = session.scalars(
+            select(ImageSourceRow.extra).where(ImageSourceRow.kind == "demo").limit(1)
+        ).all()
+    same = bool(extras) and (extras[0] or {}).get("demo") == params
+    return existing, not others and same and existing < demo_count(params["per_colourway"])
 
 
 def load_demo(
@@ -1205,10 +1224,12 @@ def load_demo(
     The labelled images then get splits by the catalogue's one rule (``db.splits``), as an
     import with ``--split auto`` would. Refuses a catalogue that already holds images.
     Decoding and hashing happen outside the write transactions, which commit every `batch` images.
+    A demo load that was interrupted is completed by the same call (same seed and sizes):
+    images already there are known by their content hash and not added twice.
     """
-    with cat.read() as session:
-        existing = session.scalar(select(func.count()).select_from(ImageRow)) or 0
-    if existing:
+    params = {"seed": seed, "per_colourway": per_colourway, "size": size}
+    existing, resumable = _demo_state(cat, params)
+    if existing and not resumable:
         raise CatalogueError(
             f"the catalogue in {cat.data_dir} already holds {existing} images; demo data goes only "
             "into an empty catalogue (point SKULAB_DATA at a new folder)"
@@ -1226,22 +1247,25 @@ def load_demo(
     if progress is not None:
         progress(0, total)
     pending: list[tuple[DemoImage, ops.PreparedImage]] = []
+    done = [0]
 
     def flush() -> None:
         with cat.write() as session:
             for item, prepared in pending:
                 label = {"model": item.model, "sku": item.style_code} if item.labelled else {}
-                ops.ingest_prepared(
-                    session, cat.store, prepared, _source(item), user="demo", how="import", **label
-                )
-        for item, _ in pending:
-            counts["images"] += 1
-            counts["labelled"] += item.labelled
-            counts["junk"] += item.junk
-            counts["weak_wrong"] += item.weak_sku != item.style_code and not item.junk
+                result = ops.ingest_prepared(
+                    session, cat.store, prepared, _source(item, params), user="demo", how="import",
+                    **label,
+                )  # fmt: skip
+                if result.created:
+                    counts["images"] += 1
+                    counts["labelled"] += item.labelled
+                    counts["junk"] += item.junk
+                    counts["weak_wrong"] += item.weak_sku != item.style_code and not item.junk
+        done[0] += len(pending)
         pending.clear()
         if progress is not None:
-            progress(counts["images"], total)
+            progress(done[0], total)
 
     for item in generate(seed=seed, per_colourway=per_colourway, size=size):
         pending.append((item, ops.prepare_image(item.data, item.name)))

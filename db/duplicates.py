@@ -42,6 +42,8 @@ DEFAULT_MIN_COSINE = 0.97
 """Cosine similarity of colour embeddings above which two images are near-duplicates."""
 EMBEDDING_VIEW = "colour"
 EMBEDDING_BACKBONE = "efficientnet_lite0"
+DEFAULT_IMAGE_SIZE = 224
+"""The input size of the embeddings that training computes by default."""
 DEFAULT_MAX_PIXEL_DIFF = 0.04
 """Mean absolute difference (0..1) of 24x24 thumbnails above which a pHash link is dropped."""
 CHECK_SIZE = 24
@@ -275,14 +277,26 @@ def embedding_keys(session: Session, view: str = EMBEDDING_VIEW) -> dict[str, in
 
 
 def default_embedding_key(
-    session: Session, backbone: str = EMBEDDING_BACKBONE, view: str = EMBEDDING_VIEW
+    session: Session,
+    backbone: str = EMBEDDING_BACKBONE,
+    view: str = EMBEDDING_VIEW,
+    prefer: str | None = None,
 ) -> str | None:
-    """The cache key of ``backbone``'s plain (not flipped) embeddings with the most rows."""
+    """The cache key of ``backbone``'s plain (not flipped) embeddings to use.
+
+    ``prefer`` (e.g. the active run's key) when it is cached; else the default input size
+    (``{backbone}@224``, what ``python -m training fit`` computes unless told otherwise), so
+    that a trial run at another size over more images does not change which embeddings the
+    curation tools read; else the key with the most rows.
+    """
     keys = {
         k: n
         for k, n in embedding_keys(session, view).items()
         if (k == backbone or k.startswith(f"{backbone}@")) and not k.endswith(":hflip")
     }
+    for wanted in (prefer, f"{backbone}@{DEFAULT_IMAGE_SIZE}"):
+        if wanted is not None and keys.get(wanted):
+            return wanted
     return max(keys, key=lambda k: (keys[k], k)) if keys else None
 
 

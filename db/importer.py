@@ -26,8 +26,8 @@ from db.images import IMAGE_SUFFIXES, ImageError
 from db.models import SPLITS, Image
 
 Progress = Callable[[int, int], None]
-STYLE_CODE = re.compile(r"^[A-Z0-9]{6}-[0-9]{3}$", re.IGNORECASE)
 BATCH = 100
+SHOW_IGNORED = 5
 
 
 @dataclass
@@ -54,24 +54,37 @@ class ImportReport:
 
     def summary(self) -> str:
         lines = [
-            f"{self.files} image files: {self.created} new images, "
-            f"{self.already_known} already in the catalogue, {self.labelled} labelled, "
+            f"{_n(self.files, 'image file')}: {self.created} new images, "
+            f"{self.already_known} already in the catalogue, {self.labelled} labelled now, "
             f"{len(self.errors)} skipped"
         ]
-        if self.splits:
+        if any(self.splits.values()):
             lines.append(
                 "splits assigned: " + ", ".join(f"{k} {v}" for k, v in self.splits.items())
             )
         if self.ignored:
-            lines.append(f"{len(self.ignored)} files that are not images ignored")
+            shown = ", ".join(self.ignored[:SHOW_IGNORED])
+            more = (
+                f" and {len(self.ignored) - SHOW_IGNORED} more"
+                if len(self.ignored) > SHOW_IGNORED
+                else ""
+            )
+            lines.append(
+                f"{_n(len(self.ignored), 'file')} ignored (not jpg, jpeg, png, webp, gif or avif): "
+                f"{shown}{more}"
+            )
         lines.extend(f"  skipped {name}: {why}" for name, why in self.errors)
         return "\n".join(lines)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def sku_name(folder: str) -> str:
     """An SKU folder's name as written; a style code (dd1391-100) in Nike's upper case."""
     name = " ".join(folder.split())
-    return name.upper() if STYLE_CODE.match(name) else name
+    return name.upper() if ops.STYLE_CODE.match(name) else name
 
 
 def _is_hidden(path: Path, root: Path) -> bool:
@@ -176,7 +189,7 @@ def import_tree(
                         continue
                     report.created += result.created
                     report.already_known += not result.created
-                    report.labelled += bool(item.model)
+                    report.labelled += result.labelled
                     report.image_ids.append(result.image_id)
             done += len(chunk)
             if progress:

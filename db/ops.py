@@ -6,6 +6,7 @@ take SQLite's write lock up front, and so that a failure rolls everything back.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,6 +36,9 @@ from db.models import (
     SneakerModel,
     utcnow,
 )
+
+STYLE_CODE = re.compile(r"^[A-Z0-9]{6}-[0-9]{3}$", re.IGNORECASE)
+"""A Nike style code (DD1391-100): stored in upper case, however it is typed."""
 
 
 class CatalogueError(ValueError):
@@ -81,6 +85,33 @@ class IngestResult:
     sha256: str
     created: bool
     source_added: bool
+    labelled: bool = False
+    """the image got its label from this ingest"""
+
+
+def fit_text(value: str | None, column: Any) -> str | None:
+    """Free text (a weak label, a page title) cut to the length of its column.
+
+    SQLite stores any length, PostgreSQL refuses a longer value and with it the whole
+    write: a page with a 400-character title must not fail a crawl on one database only.
+    """
+    if value is None:
+        return None
+    length = getattr(column.type, "length", None)
+    if length is None or len(value) <= length:
+        return value
+    return value[: length - 1] + "…"
+
+
+def _fit_source(source: Source) -> dict[str, Any]:
+    c = ImageSource.__table__.c
+    return {
+        "spider": fit_text(source.spider, c.spider),
+        "weak_model": fit_text(source.weak_model, c.weak_model),
+        "weak_sku": fit_text(source.weak_sku, c.weak_sku),
+        "weak_colourway": fit_text(source.weak_colourway, c.weak_colourway),
+        "weak_title": fit_text(source.weak_title, c.weak_title),
+    }
 
 
 def prepare_image(data: bytes, name: str) -> PreparedImage:
@@ -147,8 +178,8 @@ def ingest_prepared(
                 f"{prepared.name}: the same image (id {image.id}) is already labelled "
                 f"{have_model} / {have_sku or '-'}; this one says {model} / {sku or '-'}"
             )
-    rel = store.put(prepared.data, prepared.sha256, prepared.ext)
-    store.put_thumbnail_bytes(prepared.sha256, prepared.thumbnail)
+    # the files are written last, once the rows are in: a refused label leaves no file behind
+    rel = store.relpath(prepared.sha256, prepared.ext)
     created = image is None
     if image is None:
         image = Image(
@@ -170,28 +201,28 @@ def ingest_prepared(
             ImageSource(
                 image_id=image.id,
                 kind=source.kind,
-                spider=source.spider,
                 image_url=source.image_url,
                 page_url=source.page_url,
                 file_path=source.file_path,
-                weak_model=source.weak_model,
-                weak_sku=source.weak_sku,
-                weak_colourway=source.weak_colourway,
-                weak_title=source.weak_title,
                 extra=source.extra,
+                **_fit_source(source),
             )
         )
         source_added = True
+    labelled = False
     if (model or sku) and image.status != "labelled":
         if model:
             get_or_create_model(session, model)
         if sku:
             get_or_create_sku(session, sku, model or "", title=source.weak_title)
         set_label(session, image.id, model, sku, user=user, how=how)
+        labelled = True
     if split is not None and image.split is None:
         set_split(session, [image.id], split, user=user, how=how)
     session.flush()
-    return IngestResult(image.id, image.sha256, created, source_added)
+    store.put(prepared.data, prepared.sha256, prepared.ext)
+    store.put_thumbnail_bytes(prepared.sha256, prepared.thumbnail)
+    return IngestResult(image.id, image.sha256, created, source_added, labelled)
 
 
 def ingest_image(
@@ -210,9 +241,18 @@ def ingest_image(
 
 
 def clean_name(name: str | None, what: str) -> str:
+    """A model or SKU name with its white space tidied; empty or too long is an error."""
     cleaned = " ".join((name or "").split())
     if not cleaned:
         raise CatalogueError(f"empty {what} name")
+    if what == "SKU" and STYLE_CODE.match(cleaned):
+        cleaned = cleaned.upper()  # dd1391-100 is Nike's DD1391-100, wherever it is typed
+    column = Sku.__table__.c.style_code if what == "SKU" else SneakerModel.__table__.c.name
+    if len(cleaned) > column.type.length:
+        raise CatalogueError(
+            f"{what} name too long ({len(cleaned)} characters, at most {column.type.length}): "
+            f"{cleaned[:60]}…"
+        )
     return cleaned
 
 
@@ -254,10 +294,15 @@ def get_or_create_sku(
         if wanted and found.model.name != wanted:
             raise CatalogueError(f"SKU {code} belongs to {found.model.name}, not to {wanted}")
         if colourway and not found.colourway:
-            found.colourway = colourway
+            found.colourway = fit_text(colourway, Sku.__table__.c.colourway)
         return found
     model = get_or_create_model(session, model_name)
-    found = Sku(style_code=code, model_id=model.id, colourway=colourway, title=title)
+    found = Sku(
+        style_code=code,
+        model_id=model.id,
+        colourway=fit_text(colourway, Sku.__table__.c.colourway),
+        title=fit_text(title, Sku.__table__.c.title),
+    )
     session.add(found)
     session.flush()
     return found
@@ -552,19 +597,22 @@ def _queue_statement(f: QueueFilter) -> Any:
         f.order in ("uncertain", "confident") or f.suggested_model or f.suggested_sku
     )
     if needs_pred:
-        stmt = stmt.join(
-            Prediction,
-            and_(Prediction.image_id == Image.id, Prediction.run_id == f.run_id),
-        )
+        # Filtering by a suggestion needs one; ordering by margin does not: an image that
+        # came in after the last "refresh suggestions" stays in the queue, after the others.
+        on = and_(Prediction.image_id == Image.id, Prediction.run_id == f.run_id)
+        if f.suggested_model or f.suggested_sku:
+            stmt = stmt.join(Prediction, on)
+        else:
+            stmt = stmt.outerjoin(Prediction, on)
         if f.suggested_model:
             conds.append(Prediction.model_name == f.suggested_model)
         if f.suggested_sku:
             conds.append(Prediction.sku == f.suggested_sku)
     stmt = stmt.where(*conds)
     if needs_pred and f.order == "uncertain":
-        stmt = stmt.order_by(Prediction.margin.asc(), Image.id)
+        stmt = stmt.order_by(Prediction.margin.is_(None), Prediction.margin.asc(), Image.id)
     elif needs_pred and f.order == "confident":
-        stmt = stmt.order_by(Prediction.margin.desc(), Image.id)
+        stmt = stmt.order_by(Prediction.margin.is_(None), Prediction.margin.desc(), Image.id)
     elif f.order == "newest":
         stmt = stmt.order_by(Image.id.desc())
     elif f.order == "dup_group":
@@ -652,12 +700,13 @@ def stats(session: Session) -> dict[str, Any]:
             .order_by(SneakerModel.name, Sku.style_code)
         ).all()
     ]
-    by_split = {
-        (k or "unassigned"): v
-        for k, v in session.execute(
+    per_split: dict[str | None, int] = {
+        split: n
+        for split, n in session.execute(
             select(Image.split, func.count()).where(labelled).group_by(Image.split)
-        ).all()
+        )
     }
+    by_split = {(k or "unassigned"): per_split[k] for k in (*SPLITS, None) if per_split.get(k)}
     return {
         "images": sum(by_status.values()),
         "by_status": {s: by_status.get(s, 0) for s in ("new", "labelled", "rejected")},

@@ -6,7 +6,15 @@ app:
 - Labelled images get a split; an unlabelled image has no class to stratify by and gets one
   on the first call after it is labelled.
 - Classes are SKUs (the model where an image has no SKU); each class is spread over the
-  splits at the target ratios (within about one image when nothing ties images together).
+  splits at the target ratios (within one image when nothing ties images together).
+- Where a class is too small to say (one photo per colourway, as in a folder of product
+  shots), its model decides: the model's colourways are spread at the ratios, the first
+  ones to train, so a model with one or two colourways keeps them in train and stage 1
+  always sees every model; the catalogue as a whole breaks the remaining ties, so that
+  val and test both get their share. With 6 models of 3 to 8 single-photo colourways
+  that is 23 / 5 / 5 of 33 (a model of 3: 2 / 0 / 1 or 2 / 1 / 0; of 8: 6 / 1 / 1).
+  A colourway held out this way is one stage 2 never learns: val and test then measure
+  stage 1 on colourways it has not seen, which is what it meets in use.
 - Related images stay together: every near-duplicate group (``Image.dup_group``) and every
   product page (``ImageSource.page_url``) lands in one split (connected components over
   those links). A page that holds more than half of some class's labelled images is the
@@ -25,6 +33,7 @@ Every move is a ``LabelEvent`` (action "split", how "auto"), written in bulk.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -83,6 +92,7 @@ class _Row:
     split: str | None
     locked: bool
     dup_group: int | None
+    model: int | None = None  # the model of a labelled image (its SKU's parent)
 
 
 def _load_rows(session: Session) -> dict[int, _Row]:
@@ -104,7 +114,8 @@ def _load_rows(session: Session) -> dict[int, _Row]:
         cls: ClassKey | None = None
         if status == "labelled":
             cls = ("sku", sku_id) if sku_id is not None else ("model", model_id)
-        out[image_id] = _Row(image_id, status, cls, split, bool(locked), group)
+        model = model_id if status == "labelled" else None
+        out[image_id] = _Row(image_id, status, cls, split, bool(locked), group, model)
     return out
 
 
@@ -214,18 +225,54 @@ def _home(members: Sequence[_Row]) -> str | None:
     return min(have, key=lambda s: (-have[s], -SPLITS.index(s)))
 
 
+class _Balance:
+    """Target and placed images per key and split, at one level (SKU, model or catalogue)."""
+
+    def __init__(self, totals: Mapping[Any, int], ratios: Mapping[str, float]):
+        self.target = {k: {s: ratios[s] * n for s in SPLITS} for k, n in totals.items()}
+        self.count: dict[Any, Counter[str]] = defaultdict(Counter)
+
+    def need(self, key: Any, split: str) -> float:
+        """How many images of ``key`` ``split`` still lacks (negative: it has too many)."""
+        return self.target[key][split] - self.count[key][split]
+
+    def add(self, key: Any, split: str) -> None:
+        self.count[key][split] += 1
+
+
 def _choose(
-    classes: Counter[ClassKey],
+    group: Sequence[_Row],
     candidates: Sequence[str],
-    target: Mapping[ClassKey, Mapping[str, float]],
-    count: Mapping[ClassKey, Mapping[str, int]],
+    levels: tuple[_Balance, _Balance, _Balance],
     ratios: Mapping[str, float],
 ) -> str:
-    """The split that lacks the most images of these classes (ties: the larger ratio)."""
+    """The split for a component of labelled images, deciding level by level.
 
-    def score(s: str) -> tuple[float, float, int]:
-        lack = sum(n * (target[c][s] - count[c][s]) for c, n in classes.items())
-        return (round(lack, 9), ratios[s], -SPLITS.index(s))
+    1. Whole images its classes lack there (``floor`` of the need): a class is never put
+       where it already has its share while another split is a whole image short, which
+       keeps every class within one image of its ratios. A class too small to spread (one
+       photo per colourway) lacks no whole image anywhere after its first, and
+    2. its model decides: the split that lacks most of the model's images, so that a
+       model's colourways spread over the splits (the first ones to train; a model with one
+       or two single-photo colourways keeps them in train);
+    3. then the catalogue as a whole (val and test both get their share), the larger ratio,
+       and the split order.
+    """
+    by_class, by_model, overall = levels
+    classes = Counter(r.cls for r in group if r.cls is not None)
+    models = Counter(r.model for r in group if r.cls is not None and r.model is not None)
+    n = sum(classes.values())
+
+    def score(s: str) -> tuple[float, float, float, float, int]:
+        whole = sum(k * math.floor(by_class.need(c, s) + 1e-9) for c, k in classes.items())
+        model = sum(k * by_model.need(m, s) for m, k in models.items())
+        return (
+            whole,
+            round(model, 9),
+            round(n * overall.need(None, s), 9),
+            ratios[s],
+            -SPLITS.index(s),
+        )
 
     return max(candidates, key=score)
 
@@ -259,9 +306,12 @@ def plan_splits(
     candidates = [s for s in SPLITS if ratios[s] > 0 and s not in closed] or [
         s for s in SPLITS if ratios[s] > 0
     ]
-    totals = Counter(r.cls for r in rows.values() if r.cls is not None)
-    target = {c: {s: ratios[s] * n for s in SPLITS} for c, n in totals.items()}
-    count: dict[ClassKey, Counter[str]] = defaultdict(Counter)
+    labelled = [r for r in rows.values() if r.cls is not None]
+    levels = (
+        _Balance(Counter(r.cls for r in labelled), ratios),
+        _Balance(Counter(r.model for r in labelled), ratios),
+        _Balance({None: len(labelled)}, ratios),
+    )
 
     pending: list[list[_Row]] = []
     for group in members.values():
@@ -277,9 +327,15 @@ def plan_splits(
                 continue
             if r.split is not None or r.cls is not None:
                 r.split = home
-    for r in rows.values():
-        if r.cls is not None and r.split is not None:
-            count[r.cls][r.split] += 1
+
+    def place(r: _Row, split: str) -> None:
+        levels[0].add(r.cls, split)
+        levels[1].add(r.model, split)
+        levels[2].add(None, split)
+
+    for r in labelled:
+        if r.split is not None:
+            place(r, r.split)
 
     rng = np.random.default_rng(seed)
     keys = rng.random(len(pending))
@@ -289,12 +345,11 @@ def plan_splits(
     )
     for k in order:
         group = pending[k]
-        classes = Counter(r.cls for r in group if r.cls is not None)
-        split = _choose(classes, candidates, target, count, ratios)
+        split = _choose(group, candidates, levels, ratios)
         for r in group:
             if r.cls is not None:
                 r.split = split
-                count[r.cls][split] += 1
+                place(r, split)
 
     changes: dict[int, str] = {}
     for i, r in rows.items():

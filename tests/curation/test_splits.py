@@ -200,3 +200,88 @@ def test_cli_assign_and_bad_ratios(
     assert "ratios" in capsys.readouterr().err
     with pytest.raises(ops.CatalogueError, match="three non-negative"):
         parse_ratios((1, 2))
+
+
+# --- one photo per colourway: a folder of product shots -----------------------------------
+
+
+def _by_model(s: Session) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    for image in s.scalars(select(Image).where(Image.status == "labelled")):
+        out[image.model.name][image.split] += 1
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_one_photo_per_colourway_spreads_each_model(catalogue: Catalogue, seed: int) -> None:
+    colourways = {"M3": 3, "M4": 4, "M5": 5, "M6": 6, "M7": 7, "M8": 8}
+    with catalogue.write() as s:
+        n = 0
+        for model, k in colourways.items():
+            for c in range(k):
+                add_image(s, n, model=model, sku=f"{model}-{c:03d}")
+                n += 1
+        report = assign_splits(s, seed=seed)
+    # stratifying by SKU alone put all 33 in train (0.7 > 0.15 for every one-image class)
+    assert report.counts["train"] == 23  # 2+3+3+4+5+6: every model at its ratio
+    assert 4 <= report.counts["val"] <= 6 and 4 <= report.counts["test"] <= 6
+    with catalogue.read() as s:
+        per_model = _by_model(s)
+        assert off_ratio(class_balance(s), RATIOS, tolerance=1.0) == []
+    for model, k in colourways.items():
+        got = per_model[model]
+        assert sum(got.values()) == k
+        assert got["train"] >= 2, (model, got)  # stage 1 sees every model, from 2 colourways
+        for split in SPLITS:  # the model's colourways at the ratios, within one
+            assert abs(got[split] - RATIOS[split] * k) <= 1, (model, got)
+    assert per_model["M8"] == {"train": 6, "val": 1, "test": 1}
+    assert per_model["M6"] == {"train": 4, "val": 1, "test": 1}
+
+
+def test_models_with_one_or_two_colourways_stay_in_train(catalogue: Catalogue) -> None:
+    with catalogue.write() as s:
+        n = 0
+        for model, k in {"Solo": 1, "Pair": 2, "Big": 12}.items():
+            for c in range(k):
+                add_image(s, n, model=model, sku=f"{model}-{c:03d}")
+                n += 1
+        assign_splits(s, seed=4)
+    with catalogue.read() as s:
+        per_model = _by_model(s)
+    assert per_model["Solo"] == {"train": 1}
+    assert per_model["Pair"] == {"train": 2}
+    assert per_model["Big"]["val"] >= 1 and per_model["Big"]["test"] >= 1
+
+
+def test_few_photos_per_colourway_keep_each_colourway_in_train(catalogue: Catalogue) -> None:
+    sizes = {f"{m}-{c:03d}": 3 for m in "ABCD" for c in range(4)}  # 16 SKUs x 3 photos
+    with catalogue.write() as s:
+        _fill(s, sizes)
+        report = assign_splits(s)
+    with catalogue.read() as s:
+        balance = class_balance(s)
+    assert all(b.counts["train"] >= 2 for b in balance)  # stage 2 learns every colourway
+    # the third photos: val and test both get theirs (not all to val, the first on ties)
+    assert report.counts["val"] >= 6 and report.counts["test"] >= 6
+    assert off_ratio(balance, RATIOS, tolerance=1.0) == []
+
+
+def test_new_single_photos_keep_the_model_at_its_ratios(catalogue: Catalogue) -> None:
+    with catalogue.write() as s:
+        for c in range(4):
+            add_image(s, c, model="M", sku=f"M-{c:03d}")
+        assign_splits(s)
+        before = _splits(s)
+        for c in range(4, 10):
+            add_image(s, c, model="M", sku=f"M-{c:03d}")
+        report = assign_splits(s, seed=3)
+    assert report.moved == 0
+    with catalogue.read() as s:
+        after = _splits(s)
+        per_model = _by_model(s)
+    assert {i: after[i] for i in before} == before
+    assert per_model["M"] == {"train": 7, "val": 2, "test": 1} or per_model["M"] == {
+        "train": 7,
+        "val": 1,
+        "test": 2,
+    }

@@ -144,3 +144,76 @@ def test_stats_prints_every_breakdown(tmp_path: Path) -> None:
 def test_bad_arguments_exit_with_usage(tmp_path: Path, bad: str) -> None:
     out = run_db(tmp_path / "d", "import", str(tmp_path), bad)
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`python -m db stats | head`: the reader goes away; no BrokenPipeError traceback."""
+    data = tmp_path / "data"
+    assert run_db(data, "demo", "--per-colourway", "1").returncode == 0
+    for args in (["stats"], ["splits", "check"], ["health"], ["duplicates"], ["--help"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the first line: every write fails
+        proc = subprocess.run(
+            [sys.executable, "-m", "db", *args],
+            cwd=ROOT,
+            env={**os.environ, "SKULAB_DATA": str(data)},
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+        os.close(write_end)
+        assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, args
+        # 141 as after SIGPIPE; argparse's --help swallows the error on its own (0)
+        assert proc.returncode == (0 if args == ["--help"] else 141), (args, proc.stderr)
+
+
+def test_bad_database_settings_are_named(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cases = {
+        "nonsense": "is not a database URL",
+        "foo://somewhere/x": "cannot use the database foo://somewhere/x",
+        "sqlite:////nonexistent-folder/x/skulab.db": "cannot open the catalogue at sqlite:",
+    }
+    for url, message in cases.items():
+        out = subprocess.run(
+            [sys.executable, "-m", "db", "stats"],
+            cwd=ROOT,
+            env={**os.environ, "SKULAB_DATA": str(data), "DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 2, (url, out.stderr)
+        assert message in out.stderr and "Traceback" not in out.stderr, (url, out.stderr)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = run_db(blocker / "data", "stats")
+    assert out.returncode == 2 and "cannot use the data folder" in out.stderr
+
+
+def test_password_in_the_database_url_is_never_printed(tmp_path: Path) -> None:
+    from db.cli import _open
+
+    with pytest.raises(Exception, match=r"\*\*\*") as info:
+        os.environ["DATABASE_URL"] = "postgresql+psycopg://ann:s3cret@127.0.0.1:1/skulab"
+        try:
+            _open(str(tmp_path / "data"))
+        finally:
+            del os.environ["DATABASE_URL"]
+    assert "s3cret" not in str(info.value)
+
+
+def test_reimport_reports_nothing_new_and_names_ignored_files(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {"Nike Dunk Low/dd1391-100": 3})
+    (src / "notes.txt").write_text("not an image")
+    (src / "Nike Dunk Low" / "Thumbs.db").write_bytes(b"\0")
+    data = tmp_path / "data"
+    first = run_db(data, "import", str(src))
+    assert "3 labelled now" in first.stdout
+    assert "2 files ignored" in first.stdout and "notes.txt" in first.stdout
+    again = run_db(data, "import", str(src))
+    assert again.returncode == 0, again.stderr
+    assert "0 new images, 3 already in the catalogue, 0 labelled now" in again.stdout
+    assert "splits assigned" not in again.stdout

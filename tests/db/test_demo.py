@@ -235,3 +235,24 @@ def test_load_demo_refuses_a_catalogue_with_images(catalogue: Catalogue) -> None
         load_demo(catalogue, seed=2, per_colourway=1, size=64)
     with catalogue.read() as s:
         assert s.scalar(select(func.count()).select_from(Image)) == before
+
+
+def test_an_interrupted_demo_load_is_completed_by_the_next(catalogue: Catalogue) -> None:
+    def stop_after_first_batch(done: int, total: int) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        load_demo(
+            catalogue, seed=3, per_colourway=2, size=64, batch=20, progress=stop_after_first_batch
+        )
+    with catalogue.read() as s:
+        assert s.scalar(select(func.count()).select_from(Image)) == 20
+    counts = load_demo(catalogue, seed=3, per_colourway=2, size=64, batch=20)
+    total = demo_count(2)
+    assert counts["images"] == total - 20  # only what was missing
+    with catalogue.read() as s:
+        assert s.scalar(select(func.count()).select_from(Image)) == total
+        assert s.scalar(select(func.count()).select_from(ImageSource)) == total
+    with pytest.raises(CatalogueError, match="already holds"):  # complete now
+        load_demo(catalogue, seed=3, per_colourway=2, size=64)

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from db import Catalogue, ops
 from db.images import ImageError
-from db.models import Image, ImageSource, LabelEvent, Sku
+from db.models import Image, ImageSource, LabelEvent, Prediction, Run, Sku
 from tests.db.helpers import picture
 
 
@@ -202,6 +202,36 @@ def test_queue_paging_filters_and_claims(catalogue: Catalogue) -> None:
     assert [i.id for i in ann.items] == [i.id for i in first.items]
 
 
+def test_uncertainty_order_keeps_images_that_have_no_suggestion_yet(catalogue: Catalogue) -> None:
+    """An image crawled after the last refresh of suggestions is not lost from the queue."""
+    ids = [ingest(catalogue, picture(300 + i)).image_id for i in range(4)]
+    with catalogue.write() as s:
+        run = Run(name="r", status="succeeded")
+        s.add(run)
+        s.flush()
+        for image_id, margin in zip(ids[:3], (0.9, 0.1, 0.5), strict=True):
+            s.add(Prediction(image_id=image_id, run_id=run.id, model_name="M", margin=margin))
+        run_id = run.id
+    with catalogue.read() as s:
+        uncertain = ops.queue(s, ops.QueueFilter(run_id=run_id, order="uncertain"))
+        confident = ops.queue(s, ops.QueueFilter(run_id=run_id, order="confident"))
+        suggested = ops.queue(s, ops.QueueFilter(run_id=run_id, suggested_model="M"))
+    assert [i.id for i in uncertain.items] == [ids[1], ids[2], ids[0], ids[3]]
+    assert uncertain.total == 4
+    assert [i.id for i in confident.items] == [ids[0], ids[2], ids[1], ids[3]]
+    assert suggested.total == 3
+
+
+def test_style_codes_are_one_sku_however_they_are_typed(catalogue: Catalogue) -> None:
+    with catalogue.write() as s:
+        made = ops.get_or_create_sku(s, "dd1391-100", "Nike Dunk Low")
+        again = ops.get_or_create_sku(s, " DD1391-100 ", "Nike Dunk Low")
+        other = ops.get_or_create_sku(s, "Panda low", "Nike Dunk Low")
+        assert made.id == again.id and made.style_code == "DD1391-100"
+        assert ops.find_sku(s, "dd1391-100") is made
+        assert other.style_code == "Panda low"  # not a style code: kept as written
+
+
 def test_stats_counts(catalogue: Catalogue) -> None:
     ingest(catalogue, picture(40), model="Nike Dunk Low", sku="DD1391-100", split="train")
     ingest(catalogue, picture(41), model="Nike Dunk Low", split="val")
@@ -212,3 +242,38 @@ def test_stats_counts(catalogue: Catalogue) -> None:
         assert st["by_model"] == {"Nike Dunk Low": 2}
         assert st["by_split"] == {"train": 1, "val": 1}
         assert s.scalar(select(func.count()).select_from(Sku)) == 1
+
+
+def test_long_page_text_is_cut_to_its_column_and_long_names_refused(catalogue: Catalogue) -> None:
+    """PostgreSQL refuses a value longer than its column, SQLite keeps it: cut free text
+    (weak labels, titles) to fit on both, and refuse a name that would not fit."""
+    title = "Nike Air Force 1 '07 " * 30
+    src = ops.Source(kind="crawl", image_url="http://a/long", weak_title=title, spider="s" * 80)
+    r = ingest(catalogue, picture(3), source=src)
+    with catalogue.read() as s:
+        row = s.get(Image, r.image_id).sources[0]
+        assert len(row.weak_title) == ImageSource.__table__.c.weak_title.type.length
+        assert row.weak_title.endswith("…") and title.startswith(row.weak_title[:-1])
+        assert len(row.spider) == ImageSource.__table__.c.spider.type.length
+    with catalogue.write() as s:
+        sku = ops.get_or_create_sku(s, "DD1391-100", "Nike Dunk Low", colourway="A/" * 400)
+        assert len(sku.colourway) == Sku.__table__.c.colourway.type.length
+        with pytest.raises(ops.CatalogueError, match="model name too long"):
+            ops.get_or_create_model(s, "Dunk " * 100)
+        with pytest.raises(ops.CatalogueError, match="SKU name too long"):
+            ops.get_or_create_sku(s, "X" * 101, "Nike Dunk Low")
+
+
+def test_a_refused_ingest_leaves_no_file_behind(catalogue: Catalogue) -> None:
+    with catalogue.write() as s:
+        ops.get_or_create_sku(s, "DD1391-100", "Nike Dunk Low")
+    data = picture(11)
+    with pytest.raises(ops.CatalogueError, match="belongs to Nike Dunk Low"):
+        ingest(catalogue, data, model="Air Max 90", sku="DD1391-100")
+    assert not any((catalogue.data_dir / "images").rglob("*.jpg"))
+    assert not any((catalogue.data_dir / "thumbs").rglob("*.jpg"))
+    with catalogue.read() as s:
+        assert s.scalar(select(func.count()).select_from(Image)) == 0
+    r = ingest(catalogue, data, model="Nike Dunk Low", sku="DD1391-100")
+    assert r.created and r.labelled
+    assert not ingest(catalogue, data, model="Nike Dunk Low", sku="DD1391-100").labelled
