@@ -13,7 +13,9 @@ class SkuItem:
 
     ``style_code`` may be ``None`` (a Shopify product of a brand without Nike-style codes);
     ``product_key`` is shared by the colourways of one product (Nike's ``groupKey``, a
-    Shopify product id), to count products.
+    Shopify product id), to count products. ``image_fallbacks`` maps an image URL that the
+    parser made up (a larger size of the page's picture) to the URL the page gave, which
+    is fetched instead if the made-up one fails.
     """
 
     spider: str
@@ -26,6 +28,7 @@ class SkuItem:
     product_key: str | None = None
     brand: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    image_fallbacks: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

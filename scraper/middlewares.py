@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 IMAGE_META = "skulab_image"
 """Request.meta key marking the download of a picture (as opposed to a page)."""
+FALLBACK_META = "skulab_fallback_url"
+"""Request.meta key: the picture URL the page gave, when the request asks for a larger size."""
 
 
 class AllowedHostsMiddleware:
@@ -43,7 +45,8 @@ class AllowedHostsMiddleware:
 
 
 class KnownImageMiddleware:
-    """Skips the download of a picture whose URL the catalogue already has a source for.
+    """Skips the download of a picture whose URL the catalogue already has a source for
+    (or, for a larger size made up from the page's URL, whose page URL it has).
 
     The URLs are read from the catalogue once, at the first picture request (one query,
     instead of one per picture in the reactor's thread); pictures ingested during this
@@ -73,7 +76,11 @@ class KnownImageMiddleware:
         return url in self._known
 
     def process_request(self, request: Request) -> None:
-        if request.meta.get(IMAGE_META) and self.is_known(request.url):
+        if not request.meta.get(IMAGE_META):
+            return
+        fallback = request.meta.get(FALLBACK_META)
+        known = self.is_known(request.url) or bool(fallback and self.is_known(fallback))
+        if known:  # a larger size of a picture the catalogue has is not asked for either
             assert self.crawler.stats is not None
             self.crawler.stats.inc_value("skulab/images/known_url")
             raise KnownImage(f"already in the catalogue: {request.url}")

@@ -77,6 +77,7 @@ def crawl_summary(stats: Mapping[str, Any]) -> dict[str, Any]:
         "images_seen_before": count("images/seen_before"),
         "images_known_url": count("images/known_url"),
         "images_too_small": count("images/too_small"),
+        "images_fallback": count("images/fallback"),
         "failures": _group(stats, "failures/"),
         "products_dropped": _group(stats, "products_dropped/"),
         "fields_missing": _group(stats, "fields_missing/"),
@@ -87,13 +88,17 @@ def format_summary(spider: str, reason: str, summary: Mapping[str, Any]) -> str:
     def pairs(d: Mapping[str, int]) -> str:
         return ", ".join(f"{k}={v}" for k, v in d.items()) or "none"
 
-    return (
-        f"{spider} finished ({reason}): {summary['products']} products, {summary['skus']} SKUs; "
+    images = (
         f"images: {summary['images_new']} new, {summary['images_duplicate']} duplicates "
         f"(same picture, new source), {summary['images_seen_before']} seen before, "
         f"{summary['images_known_url']} known URLs not downloaded, "
-        f"{summary['images_too_small']} too small; "
-        f"failures: {pairs(summary['failures'])}; "
+        f"{summary['images_too_small']} too small"
+    )
+    if summary.get("images_fallback"):
+        images += f", {summary['images_fallback']} fetched at the page's size (no larger one)"
+    return (
+        f"{spider} finished ({reason}): {summary['products']} products, {summary['skus']} SKUs; "
+        f"{images}; failures: {pairs(summary['failures'])}; "
         f"products dropped: {pairs(summary['products_dropped'])}; "
         f"fields missing: {pairs(summary['fields_missing'])}"
     )

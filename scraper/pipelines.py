@@ -50,6 +50,20 @@ def source_of(item: ImageItem) -> Source:
     )
 
 
+def image_failure_reason(error: ImageError) -> str:
+    """The counter name of bytes that the catalogue's decoder refused (from its message)."""
+    message = str(error).lower()
+    for needle, reason in (
+        ("decompression bomb", "decompression_bomb"),
+        ("too large", "too_large"),
+        ("truncated", "corrupt_image"),
+        ("empty file", "empty_image"),
+    ):
+        if needle in message:
+            return reason
+    return "not_an_image"
+
+
 def _stats(crawler: Crawler) -> StatsCollector:
     assert crawler.stats is not None
     return crawler.stats
@@ -92,8 +106,8 @@ class CatalogueIngestPipeline:
     (at most ``SKULAB_INGEST_BATCH``), which halves the cost of a write. If a batch fails,
     its pictures are written one by one, so one bad picture costs only its own row and
     nothing is half-written. Items are dropped, with a counted reason, when the bytes are
-    no image, the picture is smaller than ``SKULAB_MIN_IMAGE_SIDE``, or the catalogue
-    refuses it.
+    no image, a corrupt one or a decompression bomb (:func:`image_failure_reason`), the
+    picture is smaller than ``SKULAB_MIN_IMAGE_SIDE``, or the catalogue refuses it.
     """
 
     def __init__(self, crawler: Crawler):
@@ -194,7 +208,7 @@ class CatalogueIngestPipeline:
         try:
             prepared = await loop.run_in_executor(None, prepare_image, item.body, item.image_url)
         except ImageError as exc:
-            raise self._fail(item, "not_an_image", str(exc)) from None
+            raise self._fail(item, image_failure_reason(exc), str(exc)) from None
         if min(prepared.width, prepared.height) < self.min_side:
             self.stats.inc_value("skulab/images/too_small")
             raise DropItem(

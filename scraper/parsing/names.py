@@ -102,14 +102,23 @@ MARKETING_WORDS = frozenset(
         "easyon",
         "flyease",
         "sample",
+        "gore-tex",
+        "gtx",
     }
 )
 _MARKETING_PHRASES = re.compile(
-    r"\b(?:next\s+nature|by\s+you|big\s+kids?'?s?|little\s+kids?'?s?|grade\s+school|"
-    r"pre[-\s]?school|toddlers?|baby\s*(?:&|and)\s*toddler|(?:men|women|kid|boy|girl)s?'s?|"
-    r"(?:men|women|kid|boy|girl)s?')(?=\s|$|[^\w'])",
+    r"\b(?:next\s+nature|by\s+you|(?:big|little|older|younger)\s+kids?'?s?|grade\s+school|"
+    r"pre[-\s]?school|baby\s*(?:&|and|/)\s*toddlers?|toddlers?|infants?|"
+    r"(?:men|women|kid|boy|girl)s?'s?|(?:men|women|kid|boy|girl)s?')(?=\s|$|[^\w'])",
     re.IGNORECASE,
 )
+# "White/Black", "Sail/Dark Mocha/Black": a colourway written into the title, without a dash.
+_SLASHED_COLOURS = re.compile(r"\s\S*[^\W\d]/[^\W\d].*$")  # not "Air Max 1/97"
+# "Nike Air Jordan 1", "Jordan Air Jordan 1" (a vendor in front), "Nike x Travis Scott Air
+# Jordan 1 Low": the model starts at "Air Jordan".
+_BEFORE_AIR_JORDAN = re.compile(r"^.*?\s(?=Air\s+Jordan\b)", re.IGNORECASE)
+# "Off-White x Nike Dunk Low", "sacai x Nike LD Waffle": the model starts at the brand.
+_COLLAB_BEFORE_BRAND = re.compile(r"^.*?\s[x×]\s+(?=(?:Nike|Jordan|Air)\b)", re.IGNORECASE)
 _YEAR_MARK = re.compile(r"(?<!\w)['’‘]\d{2}\b")  # '07, '77, '86
 _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|'[^']*'")
 _BRACKETED = re.compile(r"\([^)]*\)|\[[^\]]*\]|\{[^}]*\}")
@@ -175,10 +184,13 @@ def weak_model_name(title: str | None, brand: str | None = None) -> str | None:
     for code in find_style_codes(text):
         text = re.sub(re.escape(code), " ", text, flags=re.IGNORECASE)
     text = _COLOUR_SUFFIX.sub("", text)
+    text = _MARKETING_PHRASES.sub(" ", text)  # before the colours: "Baby/Toddler" is no colour
+    text = _SLASHED_COLOURS.sub("", text)
     text = _BRACKETED.sub(" ", text)
     text = _YEAR_MARK.sub(" ", text)
-    text = _MARKETING_PHRASES.sub(" ", text)
     text = _QUOTED.sub(" ", text)
+    text = _BEFORE_AIR_JORDAN.sub("", text)
+    text = _COLLAB_BEFORE_BRAND.sub("", text)
     words = [w.strip(",;:.!/'\"-") for w in text.split()]
     words = [w for w in words if w and w.lower() not in MARKETING_WORDS]
     if len(words) > 1 and words[0] in ("W", "M"):  # "W Nike Dunk Low": women's / men's

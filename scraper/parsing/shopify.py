@@ -35,8 +35,11 @@ _FOOTWEAR = re.compile(
 )
 _NOT_FOOTWEAR = re.compile(
     r"\b(socks?|apparel|accessor\w*|laces?|shoe[- ]?care|care|cleaners?|insoles?|bags?|hats?|"
-    r"caps?|t-?shirts?|shirts?|tees?|hoodies?|sweat\w*|jackets?|pants|shorts|slides?|"
-    r"sandals?|slippers?|gift[- ]?cards?|keychains?|posters?|books?)\b",
+    r"caps?|beanies?|t-?shirts?|shirts?|tees?|hoodies?|sweat\w*|crewnecks?|pullovers?|"
+    r"jackets?|vests?|jerseys?|pants|jeans|shorts|skirts?|dresses?|leggings|slides?|sandals?|"
+    r"slippers?|gift[- ]?cards?|keychains?|posters?|books?|shoe[- ]?trees?|shoe[- ]?horns?|"
+    r"protectors?|sprays?|wipes?|brush(?:es)?|kits?|crates?|backpacks?|wallets?|belts?|"
+    r"gloves?|sunglasses|watches|candles?|toys?|figures?|stickers?)\b",
     re.I,
 )
 _TAGS_SPLIT = re.compile(r"\s*,\s*")
@@ -68,16 +71,20 @@ def tags_of(product: dict[str, Any]) -> list[str]:
     return [t for t in (text(v) for v in values) if t]
 
 
+def _words(value: str) -> str:
+    """Tag and type words as the patterns see them: "type_Sneakers" -> "type Sneakers"."""
+    return value.replace("_", " ")
+
+
 def is_footwear(product: dict[str, Any]) -> bool:
-    """Footwear by product type; by tags where the store leaves the type empty."""
-    kind = text(product.get("product_type")) or ""
+    """Footwear by product type; by tags where the type is empty or says neither
+    ("Lifestyle", "Basketball"). Apparel, accessories, shoe care, slides: not footwear."""
+    kind = _words(text(product.get("product_type")) or "")
     if _NOT_FOOTWEAR.search(kind):
         return False
     if _FOOTWEAR.search(kind):
         return True
-    if kind:
-        return False
-    tags = " | ".join(tags_of(product))
+    tags = _words(" | ".join(tags_of(product)))
     return bool(_FOOTWEAR.search(tags)) and not _NOT_FOOTWEAR.search(tags)
 
 
@@ -103,7 +110,7 @@ def style_code_of(product: dict[str, Any]) -> tuple[str | None, str | None]:
     codes = find_style_codes(text(product.get("handle")))
     if codes:
         return codes[0], "handle"
-    body = html.unescape(_HTML_TAG.sub(" ", product.get("body_html") or ""))
+    body = _description(product)
     codes = find_labelled_style_codes(body) or find_style_codes(body)
     if codes:
         return codes[0], "body_html"
@@ -117,16 +124,41 @@ def style_code_of(product: dict[str, Any]) -> tuple[str | None, str | None]:
     return None, None
 
 
+_COLOUR_LABEL = re.compile(
+    r"\b(?:colou?r(?:way)?|official\s+colou?rs?)\s*:\s*([^\n<|;]{3,80})", re.IGNORECASE
+)
+# Title suffixes that name who a shoe is for, not its colour: "- Mens", "(GS)".
+_NOT_A_COLOUR = re.compile(
+    r"^(?:m[ae]ns?'?s?|wom[ae]ns?'?s?|wmns|unisex|kids?'?s?|gs|ps|td|grade school|pre-?school|"
+    r"toddlers?|infants?|big kids?'?s?|little kids?'?s?|youth)$",
+    re.IGNORECASE,
+)
+
+
+def _description(product: dict[str, Any]) -> str:
+    """``body_html`` as plain text (tags removed, entities decoded); empty when absent."""
+    raw = product.get("body_html")
+    return html.unescape(_HTML_TAG.sub("\n", raw)) if isinstance(raw, str) else ""
+
+
 def colourway_of(product: dict[str, Any]) -> str | None:
-    """The colour option's value, else the colour the title carries "(Black)" or "- Black"."""
+    """The colour option's value, else a "Colour: ..." line of the description, else the
+    colour the title carries ("(Black)", "- Black"; not "- Mens" or "(GS)")."""
     for option in as_list(product.get("options")):
         name = (text(get_path(option, "name")) or "").lower()
         values = as_list(get_path(option, "values"))
         if name in ("color", "colour", "colorway", "colourway") and values:
             return text(values[0])
+    labelled = _COLOUR_LABEL.search(_description(product))
+    if labelled and text(labelled.group(1)):
+        return text(labelled.group(1))
     title = text(product.get("title")) or ""
-    match = re.search(r"\(([^)]+)\)\s*$", title) or re.search(r"\s[-–|]\s(.+)$", title)
-    return text(match.group(1)) if match else None
+    for pattern in (r"\(([^)]+)\)\s*$", r"\s[-–|]\s(.+)$"):
+        match = re.search(pattern, title)
+        value = text(match.group(1)) if match else None
+        if value and not _NOT_A_COLOUR.match(value):
+            return value
+    return None
 
 
 def parse_product(product: Any, store: str, spider: str) -> SkuItem | Problem:

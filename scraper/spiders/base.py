@@ -11,7 +11,7 @@ from scrapy.http import Response
 from twisted.python.failure import Failure
 
 from scraper.items import ImageItem, SkuItem
-from scraper.middlewares import IMAGE_META
+from scraper.middlewares import FALLBACK_META, IMAGE_META
 from scraper.outcomes import crawl_summary, failure_reason, format_summary
 from scraper.parsing import PageResult, ParseError
 
@@ -58,7 +58,7 @@ class CatalogueSpider(scrapy.Spider):
             for url in sku.image_urls:
                 if url not in self.requested_images:
                     self.requested_images.add(url)
-                    yield self.image_request(sku, url)
+                    yield self.image_request(sku, url, sku.image_fallbacks.get(url))
         for url in result.next_urls:
             yield page_request(url)
 
@@ -69,17 +69,23 @@ class CatalogueSpider(scrapy.Spider):
             self._requested_images: set[str] = set()
         return self._requested_images
 
-    def image_request(self, sku: SkuItem, url: str) -> scrapy.Request:
+    def image_request(self, sku: SkuItem, url: str, fallback: str | None = None) -> scrapy.Request:
         """The download of one picture. Not subject to Scrapy's duplicate filter: the
         catalogue knows which pictures it has (``KnownImageMiddleware``), so a resumed
         crawl (JOBDIR) fetches again the pictures whose download was cut off by the stop,
-        which the duplicate filter would otherwise count as done."""
+        which the duplicate filter would otherwise count as done.
+
+        ``fallback``: the URL the page gave, fetched instead if ``url`` (a larger size that
+        the parser made up) is refused with a 4xx."""
+        meta: dict[str, Any] = {IMAGE_META: True}
+        if fallback and fallback != url:
+            meta[FALLBACK_META] = fallback
         return scrapy.Request(
             url,
             callback=self.parse_image,
             errback=self.request_failed,
             cb_kwargs={"sku": sku},
-            meta={IMAGE_META: True},
+            meta=meta,
             priority=IMAGE_PRIORITY,
             dont_filter=True,
         )
@@ -88,13 +94,21 @@ class CatalogueSpider(scrapy.Spider):
         original_url = (response.meta.get("redirect_urls") or [response.request.url])[0]
         yield ImageItem.of_sku(sku, original_url, response.body)
 
-    def request_failed(self, failure: Failure) -> None:
+    def request_failed(self, failure: Failure) -> Iterator[scrapy.Request]:
         reason = failure_reason(failure.value)
         if reason is None:
             return
         request = getattr(failure, "request", None)
         # the URL the spider asked for, not the last hop of a redirect chain
         url = (request.meta.get("redirect_urls") or [request.url])[0] if request else "?"
+        fallback = request.meta.get(FALLBACK_META) if request else None
+        if request is not None and fallback and reason.startswith("http_4"):
+            if fallback not in self.requested_images:  # else it is on its way already
+                self.requested_images.add(fallback)
+                self.stat("images/fallback")
+                self.logger.info("%s: %s; fetching the page's own %s", reason, url, fallback)
+                yield self.image_request(request.cb_kwargs["sku"], fallback)
+            return
         self.stat(f"failures/{reason}")
         level = logging.INFO if reason == "robots_forbidden" else logging.WARNING
         self.logger.log(level, "%s: %s (%s)", reason, url, failure.getErrorMessage())

@@ -76,6 +76,29 @@ def _pictures() -> Callable[[Seen], Reply]:
     return route
 
 
+# Nike's image CDN (/a/images/<transforms>/<asset>/<name>): any transform of an asset gives
+# its picture at that size; the product-page size (t_PDP_1280_v1) exists for every asset
+# but this one, as when Nike has no large rendition of a picture.
+NO_LARGE_ASSET = "0d1c2b3a-4f5e-4d6c-8b7a-9f8e7d6c5b4a"
+LARGE_SIDE, LISTED_SIDE = 1280, 592
+
+
+def _nike_cdn() -> Callable[[Seen], Reply]:
+    cache: dict[tuple[str, bool], Reply] = {}
+
+    def route(request: Seen) -> Reply:
+        segments = request.path.split("/")
+        asset, large = segments[-2], "t_PDP_1280_v1" in segments
+        if large and asset == NO_LARGE_ASSET:
+            return 404, {"Content-Type": "text/plain"}, b"no such rendition"
+        if (asset, large) not in cache:
+            side = LARGE_SIDE if large else LISTED_SIDE
+            cache[asset, large] = picture_route(asset, "png", (side, side))(request)
+        return cache[asset, large]
+
+    return route
+
+
 def _product_wall(base: str) -> Callable[[Seen], Reply]:
     def route(request: Seen) -> Reply:
         if request.headers.get("nike-api-caller-id") != "nike:dotcom:browse:wall.client:2.0":
@@ -119,6 +142,7 @@ def sneaker_site_routes(site: LocalSite) -> None:
     site.prefixes.update(
         {
             "/images/": pictures,
+            "/a/images/": _nike_cdn(),
             "/cdn/shop/files/": pictures,
             "/private/": pictures,
             "/api/discover/product_wall/": _product_wall(base),

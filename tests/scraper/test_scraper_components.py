@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,12 @@ from db import Catalogue
 from db.models import Image, ImageSource
 from db.ops import Source, ingest_image
 from scraper.items import ImageItem, SkuItem
-from scraper.middlewares import IMAGE_META, AllowedHostsMiddleware, KnownImageMiddleware
+from scraper.middlewares import (
+    FALLBACK_META,
+    IMAGE_META,
+    AllowedHostsMiddleware,
+    KnownImageMiddleware,
+)
 from scraper.outcomes import HostNotAllowed, KnownImage, crawl_summary, failure_reason
 from scraper.pipelines import CatalogueIngestPipeline, SkuStatsPipeline, source_of
 from tests.scraper.local_site import sneaker_picture
@@ -163,7 +170,15 @@ def test_known_image_middleware_skips_known_picture_urls_only(tmp_path: Path) ->
         mw.process_request(Request(known, meta={IMAGE_META: True}))
     assert mw.process_request(Request("http://127.0.0.1/new.jpg", meta={IMAGE_META: True})) is None
     assert mw.process_request(Request(known)) is None  # a page at that URL is fetched
-    assert crawler.stats is not None and crawler.stats.get_value("skulab/images/known_url") == 1
+    # a larger size of a known picture: not fetched; of a new one: fetched
+    large = Request(
+        "http://127.0.0.1/large/known.jpg", meta={IMAGE_META: True, FALLBACK_META: known}
+    )
+    with pytest.raises(KnownImage):
+        mw.process_request(large)
+    other = {IMAGE_META: True, FALLBACK_META: "http://127.0.0.1/new.jpg"}
+    assert mw.process_request(Request("http://127.0.0.1/large/new.jpg", meta=other)) is None
+    assert crawler.stats is not None and crawler.stats.get_value("skulab/images/known_url") == 2
 
 
 def test_allowed_hosts_middleware() -> None:
@@ -195,3 +210,40 @@ def test_crawl_summary_groups_failures() -> None:
     summary = crawl_summary(stats)
     assert summary["skus"] == 3 and summary["images_new"] == 0
     assert summary["failures"] == {"http_404": 2, "too_large": 1}
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that announces ``width`` x ``height`` pixels and holds none: a decompression bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_ingest_pipeline_names_why_the_decoder_refused_bytes(tmp_path: Path) -> None:
+    jpeg = sneaker_picture("cut", "jpg", (400, 300))
+    items = [
+        _image("http://127.0.0.1/bomb.png", _png_header(30_000, 30_000)),
+        _image("http://127.0.0.1/cut.jpg", jpeg[: len(jpeg) // 2]),
+        _image("http://127.0.0.1/empty.jpg", b""),
+        _image("http://127.0.0.1/page.jpg", b"<html>no picture</html>"),
+    ]
+    results, crawler = _run_pipeline(tmp_path, items)
+    assert all(isinstance(r, DropItem) for r in results)
+    assert crawler.stats is not None
+    failures = {
+        k.removeprefix("skulab/failures/"): v
+        for k, v in crawler.stats.get_stats().items()
+        if k.startswith("skulab/failures/")
+    }
+    assert failures == {
+        "decompression_bomb": 1,
+        "corrupt_image": 1,
+        "empty_image": 1,
+        "not_an_image": 1,
+    }
+    with Catalogue(tmp_path).read() as s:
+        assert s.scalars(select(Image)).all() == []  # nothing half-written

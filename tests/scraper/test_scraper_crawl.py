@@ -11,12 +11,18 @@ from sqlalchemy import func, select
 
 from db import Catalogue
 from db.models import Image, ImageSource, Sku, SneakerModel
-from tests.scraper.conftest import CrawlRun, nike_start_urls, run_crawl
+from tests.scraper.conftest import (
+    LARGE_SIDE,
+    LISTED_SIDE,
+    CrawlRun,
+    nike_start_urls,
+    run_crawl,
+)
 from tests.scraper.local_site import LocalSite
 
 pytestmark = pytest.mark.slow
 
-NIKE_NEW_PICTURES = 15  # distinct pictures behind the Nike fixtures' image URLs
+NIKE_NEW_PICTURES = 17  # distinct pictures behind the Nike fixtures' image URLs
 
 
 def _stat(run: CrawlRun, key: str) -> int:
@@ -47,8 +53,8 @@ def crawled(
 
 def test_nike_crawl_counts_what_it_found(crawled: tuple[Path, CrawlRun, CrawlRun]) -> None:
     _, nike, _ = crawled
-    assert _stat(nike, "skus") == 11
-    assert _stat(nike, "products") == 10
+    assert _stat(nike, "skus") == 12
+    assert _stat(nike, "products") == 11
     assert _stat(nike, "images/new") == NIKE_NEW_PICTURES
     assert _stat(nike, "images/duplicate") == 1  # dunk-panda-copy.jpg: same bytes, other URL
     assert _stat(nike, "images/too_small") == 1
@@ -65,8 +71,11 @@ def test_nike_crawl_counts_what_it_found(crawled: tuple[Path, CrawlRun, CrawlRun
     for reason, count in failures.items():
         assert _stat(nike, f"failures/{reason}") == count, reason
     assert "host_not_allowed" not in nike.log
+    assert _stat(nike, "images/fallback") == 1  # a picture without a large rendition
+    assert _stat(nike, "products_dropped/thread_without_products") == 1
     summary = next(line for line in nike.log.splitlines() if "nike finished (finished)" in line)
-    assert "10 products, 11 SKUs; images: 15 new, 1 duplicates" in summary
+    assert "11 products, 12 SKUs; images: 17 new, 1 duplicates" in summary
+    assert "1 fetched at the page's size" in summary
     assert "redirect_loop=1" in summary and "api_error=1" in summary
     # each failure is logged with its URL
     assert re.search(r"redirect_loop: http://127\.0\.0\.1:\d+/images/redirect-loop\.jpg ", nike.log)
@@ -101,6 +110,40 @@ def test_nike_weak_labels_and_sources(
     for skipped in ("tiny.png", "broken.jpg", "huge.png", "missing.jpg", "redirect-loop.jpg"):
         assert f"/images/{skipped}" not in sources
     assert "/private/hq1234-pt.jpg" not in sources
+
+
+def test_nike_pictures_come_at_product_page_size(
+    crawled: tuple[Path, CrawlRun, CrawlRun], sneaker_site: LocalSite
+) -> None:
+    """Listing-size CDN URLs are fetched at 1280 px, one per asset (square and portrait
+    crops of one picture are one download); without a large rendition, at the listed size."""
+    cat = Catalogue(crawled[0])
+    cdn = {
+        url: src
+        for url, src in _sources_by_url(cat, sneaker_site.base).items()
+        if "/a/images/" in url
+    }
+    large = "/a/images/t_PDP_1280_v1/f_auto,q_auto:eco/3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7/"
+    listed = "/a/images/c_limit,w_592,f_auto/t_product_v1/0d1c2b3a-4f5e-4d6c-8b7a-9f8e7d6c5b4a/"
+    assert sorted(cdn) == [
+        listed + "air-max-90-big-kids-shoes.png",
+        large + "air-max-90-mens-shoes-6n3vKB.png",
+    ]
+    with cat.read() as s:
+        widths = {url: s.get(Image, src.image_id).width for url, src in cdn.items()}  # type: ignore[union-attr]
+    assert widths == {
+        listed + "air-max-90-big-kids-shoes.png": LISTED_SIDE,
+        large + "air-max-90-mens-shoes-6n3vKB.png": LARGE_SIDE,
+    }
+    kids = cdn[listed + "air-max-90-big-kids-shoes.png"]
+    assert (kids.weak_sku, kids.weak_model, kids.weak_colourway) == (
+        "CD6864-020",
+        "Nike Air Max 90",
+        "Black/White-Black",
+    )
+    requested = sneaker_site.paths("/a/images/")
+    assert not any("w_400" in p for p in requested)  # the portrait crop of the same asset
+    assert "/images/am90-video-poster.jpg" not in sneaker_site.paths("/images/")
 
 
 def test_weak_labels_are_not_labels(crawled: tuple[Path, CrawlRun, CrawlRun]) -> None:
@@ -189,7 +232,10 @@ def test_a_second_crawl_does_not_download_known_pictures(
     )
     assert again.returncode == 0, again.log[-3000:]
     assert _stat(again, "images/new") == 0
-    assert _stat(again, "images/known_url") == 16
+    # every picture of the first crawl; the one kept at its listed size is not asked for at
+    # the large size again either
+    assert _stat(again, "images/known_url") == 18
+    assert _stat(again, "images/fallback") == 0
     fetched = {s.path for s in sneaker_site.seen[before:]}
     assert "/images/dunk-panda-sq.jpg" not in fetched and "/images/am90-grey-1.jpg" not in fetched
     assert "/w/mens-shoes-nik1zy7ok" in fetched  # pages are read again

@@ -38,6 +38,27 @@ from scraper.parsing.names import (
         ("990v6 Made in USA", "New Balance", "New Balance 990v6 Made in USA"),
         ("Gel-Kayano 14", "ASICS", "Asics Gel-Kayano 14"),
         ("Jordan Spizike Low", "Jordan", "Jordan Spizike Low"),
+        # real titles of Nike's pages and sneaker stores
+        ("Nike Air Jordan 1 Retro High OG", "Nike", "Air Jordan 1 High"),
+        ("Jordan Air Jordan 1 Mid", "Jordan", "Air Jordan 1 Mid"),  # vendor put in front
+        ('Jordan 1 Retro High OG "Chicago Lost & Found" - Mens', "Jordan", "Air Jordan 1 High"),
+        ("Nike x Travis Scott Air Jordan 1 Low OG", "Nike", "Air Jordan 1 Low"),
+        ("Off-White x Nike Dunk Low", "Nike", "Nike Dunk Low"),
+        ("Nike Air Force 1 Low '07 White/White", "Nike", "Nike Air Force 1"),
+        ("Nike Dunk Low Retro Sail/Dark Mocha/Black", "Nike", "Nike Dunk Low"),
+        ("Nike Air Max 1/97", "Nike", "Nike Air Max 1/97"),  # digits around the slash: a model
+        ("Nike Dunk Low Baby/Toddler Shoes", "Nike", "Nike Dunk Low"),
+        ("Nike Dunk Low Older Kids' Shoes", "Nike", "Nike Dunk Low"),
+        ("Jordan 4 Retro Little Kids' Shoes", "Nike", "Air Jordan 4"),
+        ("Air Jordan 1 Low Infant", "Jordan", "Air Jordan 1 Low"),
+        ("Nike Air Max 90 GORE-TEX", "Nike", "Nike Air Max 90"),
+        ("Wmns Nike Dunk Low", "NIKE", "Nike Dunk Low"),
+        ("Nike Women's Dunk Low", "Nike", "Nike Dunk Low"),
+        ("Air Jordan 1 High OG WMNS", "Jordan", "Air Jordan 1 High"),
+        ("Nike Dunk Low Retro Men's Shoes", "Nike", "Nike Dunk Low"),
+        ("Nike Air Force 1 Mid '07", "Nike", "Nike Air Force 1 Mid"),
+        ("Air Jordan 11 Retro Low", "Nike", "Air Jordan 11 Low"),
+        ("Jordan Retro 4", "Jordan", "Air Jordan 4"),
     ],
 )
 def test_weak_model_name_drops_marketing_words(
@@ -49,6 +70,20 @@ def test_weak_model_name_drops_marketing_words(
 def test_colourways_of_one_line_share_a_model() -> None:
     titles = ["Nike Dunk Low Retro", "Nike Dunk Low Retro SE", "Nike Dunk Low Retro Premium"]
     assert {weak_model_name(t, "Nike") for t in titles} == {"Nike Dunk Low"}
+
+
+@pytest.mark.parametrize(
+    "titles",
+    [
+        # Nike's wall, a store (vendor "Jordan"), the launch feed, a kids' listing
+        ["Air Jordan 1 Retro High OG", "Nike Air Jordan 1 Retro High OG", "Jordan 1 Retro High OG"],
+        ["Air Force 1 '07", "Nike Air Force 1 '07", "Nike Air Force 1 '07 LV8", "AF1 '07 Premium"],
+        ["Jordan 4 Retro", "Air Jordan 4 Retro", "Air Jordan 4 Retro (GS)", "Jordan Retro 4"],
+        ["Nike Air Max 90", "Air Max 90", "Nike Air Max 90 SE", "NIKE AIR MAX 90"],
+    ],
+)
+def test_one_model_whatever_site_and_age_group(titles: list[str]) -> None:
+    assert len({weak_model_name(t, "Nike") for t in titles}) == 1
 
 
 @pytest.mark.parametrize("title", [None, "", "   ", "Retro OG", "(Black)", 42])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +14,12 @@ from scraper.parsing.nike import (
     api_errors,
     api_url,
     extract_next_data,
+    image_asset,
+    large_image_url,
     parse_document,
     parse_launch_feed,
     parse_product_wall_api,
+    style_code_of_url,
 )
 
 Render = Callable[[str, str], bytes]
@@ -131,21 +136,28 @@ def test_launch_feed_iterates_every_product_of_every_thread(render: Render) -> N
     bubble = skus["DQ3989-100"]
     assert bubble.title == "Nike Air Max 1 '86 OG 'Big Bubble'"  # type: ignore[attr-defined]
     assert bubble.weak_model == "Nike Air Max 1"  # type: ignore[attr-defined]
-    assert _reasons(result, dropped=True) == ["malformed_product", "not_footwear"]
+    assert _reasons(result, dropped=True) == ["not_footwear", "thread_without_products"]
 
 
 def test_product_page(render: Render) -> None:
     url = f"{TEST_BASE}/t/air-max-90/FQ8822-084"
     result = parse_document(render("nike_product.html", TEST_BASE), url, "nike", API)
-    [sku] = result.skus
-    assert sku.style_code == "FQ8822-084"
-    assert sku.weak_model == "Nike Air Max 90"
-    assert sku.colourway == "Cool Grey/Anthracite/White"
-    assert sku.page_url == url
-    assert sku.image_urls == (
+    grey, kids = result.skus
+    assert grey.style_code == "FQ8822-084"
+    assert grey.weak_model == "Nike Air Max 90"
+    assert grey.colourway == "Cool Grey/Anthracite/White"
+    assert grey.page_url == url
+    large = (
+        f"{TEST_BASE}/a/images/t_PDP_1280_v1/f_auto,q_auto:eco/3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"
+    )
+    assert grey.image_urls == (
         f"{TEST_BASE}/images/am90-grey-1.jpg",
         f"{TEST_BASE}/images/am90-grey-2.jpg",
+        f"{large}/air-max-90-mens-shoes-6n3vKB.png",
     )
+    assert (kids.style_code, kids.weak_model) == ("CD6864-020", "Nike Air Max 90")
+    assert kids.colourway == "Black/White-Black"  # from pageProps.colorwayImages
+    assert kids.page_url == f"{TEST_BASE}/t/air-max-90/CD6864-020"
 
 
 def test_page_without_embedded_json(render: Render) -> None:
@@ -203,3 +215,348 @@ def test_extract_next_data_reads_the_script() -> None:
 )
 def test_api_url(ref: object, expected: str | None) -> None:
     assert api_url(ref, API) == expected
+
+
+# --- real-world shapes (trimmed from what saved pages and public scrapers show) ----------
+
+NIKE = "https://www.nike.com"
+CDN = "https://static.nike.com/a/images"
+LARGE = f"{CDN}/t_PDP_1280_v1/f_auto,q_auto:eco"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _real(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def test_real_listing_page_with_noise_nulls_and_other_product_types() -> None:
+    url = f"{NIKE}/w/mens-shoes-nik1zy7ok"
+    result = parse_document(_real("nike_listing_real.html"), url, "nike")
+    skus = _by_code(result)
+    assert list(skus) == ["DD1391-100", "DD1391-300", "DZ5485-612", "FD1437-612"]
+    panda = skus["DD1391-100"]
+    asset = "af53d53d-561f-450a-a483-70a7ceee380f/dunk-low-retro-mens-shoes-76KnBL.png"
+    # square and portrait (with a background layer) crops of one asset: one picture, large
+    assert panda.image_urls == (f"{LARGE}/{asset}",)  # type: ignore[attr-defined]
+    assert panda.image_fallbacks == {  # type: ignore[attr-defined]
+        f"{LARGE}/{asset}": f"{CDN}/c_limit,w_318,f_auto/t_product_v1/{asset}"
+    }
+    green = skus["DD1391-300"]
+    assert green.image_urls == (  # type: ignore[attr-defined]
+        f"{CDN}/t_default/8b2b9c6a-1f6f-4d3c-9a1e-6c2d8e7f1a2b/dunk-low-retro-mens-shoes-76KnBL.png",
+    )  # an original (t_default) is kept as it is
+    assert green.page_url.endswith("/DD1391-300?nikemt=true")  # type: ignore[attr-defined]
+    chicago = skus["DZ5485-612"]
+    assert chicago.colourway == "Varsity Red/Black/Sail/Muslin"  # displayColors as a list  # type: ignore[attr-defined]
+    assert chicago.page_url == (  # type: ignore[attr-defined]
+        f"{NIKE}/t/air-jordan-1-retro-high-og-mens-shoes-JHpxkn/DZ5485-612"
+    )  # a relative pdpUrl string
+    assert len(chicago.image_urls) == 2  # two assets: two pictures  # type: ignore[attr-defined]
+    kids = skus["FD1437-612"]  # productCode null: the style code from its product page link
+    assert kids.weak_model == chicago.weak_model == "Air Jordan 1 High"  # type: ignore[attr-defined]
+    assert kids.product_key == "DZ5485"  # type: ignore[attr-defined]
+    assert kids.image_fallbacks == {}  # already t_PDP_1280  # type: ignore[attr-defined]
+    assert _reasons(result, dropped=True) == [
+        "malformed_product",
+        "no_style_code",
+        "not_footwear",  # APPAREL
+        "not_footwear",  # EQUIPMENT
+    ]
+    assert _reasons(result, dropped=False) == ["missing_colourway"]
+    [next_url] = result.next_urls
+    assert next_url.startswith("https://api.nike.com/discover/product_wall/v1/marketplace/US/")
+    assert "anchor=24&count=24" in next_url
+
+
+def _with_next_data(next_data: object) -> bytes:
+    doc = json.dumps(next_data)
+    return (
+        f'<html><script id="__NEXT_DATA__" type="application/json">{doc}</script></html>'.encode()
+    )
+
+
+def _next_data(html: bytes) -> dict:
+    return extract_next_data(html.decode(), "u")
+
+
+def test_initial_state_serialised_as_a_json_string() -> None:
+    doc = _next_data(_real("nike_listing_real.html"))
+    doc["props"]["pageProps"]["initialState"] = json.dumps(
+        doc["props"]["pageProps"]["initialState"]
+    )
+    result = parse_document(_with_next_data(doc), f"{NIKE}/w/x", "nike")
+    assert [s.style_code for s in result.skus] == [
+        "DD1391-100",
+        "DD1391-300",
+        "DZ5485-612",
+        "FD1437-612",
+    ]
+
+
+def test_a_wall_that_moved_within_the_page_is_found() -> None:
+    doc = _next_data(_real("nike_listing_real.html"))
+    wall = doc["props"]["pageProps"].pop("initialState")["Wall"]
+    doc["props"]["pageProps"]["wallData"] = {"data": wall}
+    result = parse_document(_with_next_data(doc), f"{NIKE}/w/x", "nike")
+    assert len(result.skus) == 4 and result.next_urls
+
+
+def test_older_wall_with_colorways_and_style_codes_in_links() -> None:
+    state = {
+        "Wall": {
+            "pageData": {"next": "/product_feed/rollup_threads/v2?anchor=24"},
+            "products": [
+                {
+                    "title": "Nike Air Max 90",
+                    "subtitle": "Men's Shoe",
+                    "productType": "FOOTWEAR",
+                    "cloudProductId": "b8d1",
+                    "colorways": [
+                        {
+                            "colorDescription": "White/Particle Grey",
+                            "images": {
+                                "squarishURL": f"{CDN}/t_default/ndbgikrmsa0ejcdmkvpg/am90.jpg"
+                            },
+                            "pdpUrl": "{countryLang}/t/air-max-90-mens-shoe-6n8Tx2/CN8490-100",
+                        },
+                        {"colorDescription": "Black", "images": {}, "pdpUrl": "/t/x/CN8490-002"},
+                        {"images": {"squarishURL": f"{CDN}/t_default/q/am90.jpg"}, "pdpUrl": ""},
+                    ],
+                },
+                {"title": "Nike Club Tee", "productType": "APPAREL", "url": "/t/tee/AR4997-100"},
+                "junk",
+            ],
+        }
+    }
+    html = f"<script>window.INITIAL_REDUX_STATE={json.dumps(state)};</script>".encode()
+    result = parse_document(html, f"{NIKE}/w/mens-shoes", "nike")
+    [sku] = result.skus
+    assert (sku.style_code, sku.weak_model, sku.colourway) == (
+        "CN8490-100",
+        "Nike Air Max 90",
+        "White/Particle Grey",
+    )
+    assert sku.page_url == f"{NIKE}/t/air-max-90-mens-shoe-6n8Tx2/CN8490-100"
+    assert sku.image_urls == (f"{CDN}/t_default/ndbgikrmsa0ejcdmkvpg/am90.jpg",)
+    assert _reasons(result, dropped=True) == [
+        "malformed_product",
+        "no_images",
+        "no_style_code",
+        "not_footwear",
+    ]
+    assert result.next_urls == ["https://api.nike.com/product_feed/rollup_threads/v2?anchor=24"]
+
+
+def test_real_product_page_gives_every_colourway_and_age_group() -> None:
+    url = f"{NIKE}/t/air-max-90-mens-shoes-6n3vKB/FQ8822-084?nikemt=true"
+    result = parse_document(_real("nike_product_real.html"), url, "nike")
+    skus = _by_code(result)
+    assert list(skus) == ["FQ8822-084", "CN8490-100"]
+    grey = skus["FQ8822-084"]
+    assert grey.page_url == url  # type: ignore[attr-defined]
+    assert grey.weak_model == "Nike Air Max 90"  # type: ignore[attr-defined]
+    assert grey.extra["subtitle"] == "Men's Shoes"  # type: ignore[attr-defined]
+    assets = [u.rsplit("/", 2)[-2] for u in grey.image_urls]  # type: ignore[attr-defined]
+    # one picture per asset (square and portrait renditions of one asset are one), no video
+    # poster, and the selected product's pictures from its group entry too
+    assert assets == [
+        "1d5a2f3c-7e8b-4c9d-a0e1-f2a3b4c5d6e7",
+        "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7",
+        "7b8c9d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e",
+    ]
+    assert grey.image_urls[1].startswith(LARGE)  # type: ignore[attr-defined]
+    white = skus["CN8490-100"]  # pictures from pageProps.colorwayImages, by style code
+    assert white.title == "Nike Air Max 90"  # type: ignore[attr-defined]
+    assert white.page_url == f"{NIKE}/t/air-max-90-mens-shoes-6n3vKB/CN8490-100"  # type: ignore[attr-defined]
+    assert white.colourway == "White/White/Wolf Grey"  # type: ignore[attr-defined]
+    assert len(white.image_urls) == 1 and white.image_fallbacks  # type: ignore[attr-defined]
+    assert _reasons(result, dropped=True) == ["no_images", "not_footwear"]  # kids, socks
+
+
+def test_older_product_page_with_threads_products_in_a_redux_state() -> None:
+    url = f"{NIKE}/t/react-escape-run-running-shoe-94nDwX/CV3817-003"
+    result = parse_document(_real("nike_product_legacy.html"), url, "nike")
+    skus = _by_code(result)
+    assert list(skus) == ["CV3817-003", "CV3817-600"]
+    black = skus["CV3817-003"]
+    assert black.title == "Nike React Escape Run"  # type: ignore[attr-defined]
+    assert black.extra["full_title"] == "Nike React Escape Run Women's Running Shoe"  # type: ignore[attr-defined]
+    assert black.product_key == "12345678"  # type: ignore[attr-defined]
+    assert black.image_urls == (  # type: ignore[attr-defined]
+        f"{CDN}/t_default/zk3sqifhyfbfiovulwbn/react-escape-run-running-shoe-94nDwX.jpg",
+        f"{LARGE}/r9wqxk2uxgqnoxgowvbd/react-escape-run-running-shoe-94nDwX.jpg",
+    )
+    pink = skus["CV3817-600"]
+    assert pink.page_url == f"{NIKE}/t/react-escape-run-running-shoe-94nDwX/CV3817-600"  # type: ignore[attr-defined]
+
+
+def test_real_launch_feed_skips_editorial_threads_and_recrops() -> None:
+    url = "https://api.nike.com/product_feed/threads/v2?filter=marketplace(US)"
+    result = parse_document(_real("nike_launch_feed_real.json"), url, "nike")
+    [tiempo] = result.skus
+    assert tiempo.style_code == "AA0612-706"
+    assert tiempo.page_url == f"{NIKE}/launch/t/tiempo-legend-6-totti-gladiator"
+    assert tiempo.colourway == "Metallic Gold/Team Crimson/Black"
+    assert tiempo.extra["subtitle"] == "Firm-Ground Soccer Cleat"
+    ids = [u.rsplit("/", 2)[-2] for u in tiempo.image_urls]
+    # the main image, then one picture per asset of the gallery (t_prod_ss/ps/ls are crops
+    # of one asset), without the video card's poster nor the cover card
+    assert ids == [
+        "DotCom",
+        "cbztdyhlnfsocwcvii4d",
+        "a6fucmc3powusybmypcj",
+        "rcc2e1qrdzwz2acpziw9",
+        "jorgvtxjdlgbjvttbjlv",
+    ]
+    assert _reasons(result, dropped=True) == [
+        "no_images",  # the second product: no image of its own, the gallery is the first's
+        "no_style_code",  # merchProduct null
+        "thread_without_products",  # the editorial thread
+    ]
+    assert result.next_urls == [
+        "https://api.nike.com/product_feed/threads/v2?anchor=50&count=50&filter=marketplace%28US%29"
+        "&filter=language%28en%29&filter=channelId%28010794e5-35fe-4e32-aaff-cd2c74f15d9f%29"
+    ]
+
+
+def test_relative_product_links_of_api_answers_are_on_nike_com() -> None:
+    doc = {
+        "productGroupings": [
+            {
+                "products": [
+                    {
+                        "productCode": "HF0001-100",
+                        "colorwayImages": {"squarishURL": f"{CDN}/t_default/{'a' * 20}/x.png"},
+                        "pdpUrl": {"path": "/t/x/HF0001-100"},
+                    }
+                ]
+            }
+        ]
+    }
+    result = parse_product_wall_api(doc, f"{API}/discover/product_wall/v1/x", "nike", API)
+    assert result.skus[0].page_url == f"{NIKE}/t/x/HF0001-100"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            f"{CDN}/c_limit,w_592,f_auto/t_product_v1/e6da41fa-1be4-4ce5-b89c-22be4f1f02d4/af1.png",
+            f"{LARGE}/e6da41fa-1be4-4ce5-b89c-22be4f1f02d4/af1.png",
+        ),
+        (
+            f"{CDN}/c_limit,w_400,f_auto/t_product_v1/u_126ab356-44d8-4a06-89b4-fcdcc8df0245,"
+            "c_scale,fl_relative,w_1.0,h_1.0,fl_layer_apply/e6da41fa-1be4-4ce5-b89c-22be4f1f02d4/af1.png",
+            f"{LARGE}/e6da41fa-1be4-4ce5-b89c-22be4f1f02d4/af1.png",
+        ),
+        (
+            f"{CDN}/t_PDP_864_v1/f_auto,b_rgb:f5f5f5/r9wqxk2uxgqnoxgowvbd/x.jpg",
+            f"{LARGE}/r9wqxk2uxgqnoxgowvbd/x.jpg",
+        ),
+        (
+            f"{CDN}/c_limit,ar_4:5,q_100,w_320,f_auto/918f8b7b-b73c-4617-93ae-9b35b4e0bb77/image?bgc=f1f1f1",
+            f"{LARGE}/918f8b7b-b73c-4617-93ae-9b35b4e0bb77/image?bgc=f1f1f1",
+        ),
+        # kept: originals, pictures large enough, other shapes and hosts
+        (f"{CDN}/t_default/e6da41fa-1be4-4ce5-b89c-22be4f1f02d4/af1.png", None),
+        (f"{CDN}/t_PDP_1728_v1/f_auto/e6da41fa-1be4-4ce5-b89c-22be4f1f02d4/af1.png", None),
+        (f"{CDN}/w_1920,c_limit/jorgvtxjdlgbjvttbjlv/x.jpg", None),
+        ("https://static.nike.com/images/w_960,c_limit/tcjk3q8of4pg1eqlkdyw/x.jpg", None),
+        ("https://secure-images.nike.com/is/image/DotCom/AA0612_706", None),
+        (f"{CDN}/c_limit,w_592/not-an-asset/x.png", None),
+        ("http://127.0.0.1:8000/images/dunk.jpg", None),
+    ],
+)
+def test_large_image_url(url: str, expected: str | None) -> None:
+    assert large_image_url(url) == (expected or url)
+
+
+def test_image_asset_is_shared_by_every_rendition_of_a_picture() -> None:
+    renditions = [
+        f"{CDN}/t_default/E6DA41FA-1be4-4ce5-b89c-22be4f1f02d4/af1.png",
+        f"{LARGE}/e6da41fa-1be4-4ce5-b89c-22be4f1f02d4/other-name.png",
+        "https://c.static-nike.com/a/images/w_318/e6da41fa-1be4-4ce5-b89c-22be4f1f02d4/af1.jpg",
+    ]
+    assert len({image_asset(u) for u in renditions}) == 1
+    assert image_asset("http://127.0.0.1/images/a.jpg") == "http://127.0.0.1/images/a.jpg"
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        (f"{NIKE}/t/air-max-90-mens-shoes-6n3vKB/CN8490-100?nikemt=true&cp=1", "CN8490-100"),
+        (f"{NIKE}/t/air-max-90-mens-shoes-6n3vKB/cn8490-100/", "CN8490-100"),
+        (f"{NIKE}/t/air-max-90-mens-shoes-6n3vKB", None),
+        (None, None),
+    ],
+)
+def test_style_code_of_url(url: str | None, code: str | None) -> None:
+    assert style_code_of_url(url) == code
+
+
+def _mutations(doc: object, rng: random.Random, rate: float) -> object:
+    """``doc`` with keys dropped, values nulled or swapped for the wrong type, at random."""
+    if isinstance(doc, dict):
+        out = {}
+        for key, value in doc.items():
+            roll = rng.random()
+            if roll < rate / 3:
+                continue
+            if roll < rate * 2 / 3:
+                out[key] = rng.choice([None, "", 0, [], {}, "x", True])
+            else:
+                out[key] = _mutations(value, rng, rate)
+        return out
+    if isinstance(doc, list):
+        return [_mutations(v, rng, rate) for v in doc if rng.random() >= rate / 3]
+    return doc
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "nike_listing_real.html",
+        "nike_product_real.html",
+        "nike_launch_feed_real.json",
+        "nike_wall_page2.json",
+        "nike_launch_feed.json",
+    ],
+)
+def test_damaged_real_documents_never_crash(name: str) -> None:
+    """Missing, null and mistyped fields anywhere: only a ParseError, or products kept and
+    dropped with a reason."""
+    raw = _real(name)
+    doc = json.loads(raw) if name.endswith(".json") else _next_data(raw)
+    rng = random.Random(name)
+    for _ in range(150):
+        damaged = _mutations(doc, rng, rate=rng.choice([0.05, 0.2, 0.5]))
+        body = json.dumps(damaged).encode() if name.endswith(".json") else _with_next_data(damaged)
+        try:
+            result = parse_document(body, f"{NIKE}/t/x/FQ8822-084", "nike")
+        except ParseError:
+            continue
+        for sku in result.skus:
+            assert sku.style_code and sku.image_urls
+            assert all(isinstance(u, str) and u.startswith("http") for u in sku.image_urls)
+
+
+def test_a_product_page_with_recommendations_is_read_as_a_product_page() -> None:
+    doc = _next_data(_real("nike_product_real.html"))
+    listing = _next_data(_real("nike_listing_real.html"))
+    doc["props"]["pageProps"]["recommendations"] = listing["props"]["pageProps"]["initialState"][
+        "Wall"
+    ]
+    url = f"{NIKE}/t/air-max-90-mens-shoes-6n3vKB/FQ8822-084"
+    result = parse_document(_with_next_data(doc), url, "nike")
+    assert [s.style_code for s in result.skus] == ["FQ8822-084", "CN8490-100"]
+
+
+def test_the_page_url_goes_to_the_colourway_the_page_is_about() -> None:
+    # Threads.products in another order than the page's own style code
+    raw = _real("nike_product_legacy.html").decode()
+    url = f"{NIKE}/t/react-escape-run-running-shoe-94nDwX/CV3817-600"
+    skus = _by_code(parse_document(raw.encode(), url, "nike"))
+    assert skus["CV3817-600"].page_url == url  # type: ignore[attr-defined]
+    assert skus["CV3817-003"].page_url == (  # its own pathName  # type: ignore[attr-defined]
+        f"{NIKE}/t/react-escape-run-running-shoe-94nDwX/CV3817-003"
+    )

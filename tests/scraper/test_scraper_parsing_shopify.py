@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +153,96 @@ def test_store_base() -> None:
 def test_broken_pages_raise(body: bytes) -> None:
     with pytest.raises(ParseError):
         parse_products_page(body, products_url(STORE, 1), STORE, "shopify")
+
+
+# --- real-world shapes --------------------------------------------------------------------
+
+REAL_STORE = "https://shop.example"
+
+
+def _real_page():
+    body = (Path(__file__).parent / "fixtures" / "shopify_products_real.json").read_bytes()
+    return parse_products_page(body, products_url(REAL_STORE, 1), REAL_STORE, "shopify")
+
+
+def test_real_store_page() -> None:
+    result = _real_page()
+    skus = {s.style_code: s for s in result.skus}
+    assert {code: s.extra["style_code_from"] for code, s in skus.items()} == {
+        "FV5029-006": "handle",  # "jordan-fv5029-006-...": a brand prefix before the code
+        "DD1391-100": "body_html",  # "SKU: DD1391-100", while variants[].sku is a store id
+        "FD5810-001": "handle",  # "nkfd5810-001": prefix glued to the code
+        "FQ9112-800": "body_html",  # "<b>Style #</b> FQ9112 800"
+    }
+    bred = skus["FV5029-006"]
+    assert bred.weak_model == "Air Jordan 4"  # 'Jordan 4 Retro "Bred Reimagined" - Mens'
+    assert bred.colourway == "Black/Fire Red/Cement Grey/Summit White"  # not "Mens"
+    assert bred.image_urls == (  # protocol-relative sources, on https like the store
+        "https://cdn.shopify.com/s/files/1/0238/5795/products/FV5029-006_1.jpg?v=1707589355",
+        "https://cdn.shopify.com/s/files/1/0238/5795/products/FV5029-006_2.jpg?v=1707589355",
+    )
+    assert skus["DD1391-100"].colourway == "White/Black"
+    gtx = skus["FD5810-001"]
+    assert gtx.weak_model == "Nike Air Max 90"
+    assert gtx.colourway == "Black/Anthracite"
+    assert len(gtx.image_urls) == 1  # images without a src are skipped
+    gs = skus["FQ9112-800"]
+    assert gs.weak_model == "Air Jordan 1 Low"
+    assert gs.colourway is None
+    assert sorted(p.reason for p in result.problems) == [
+        "missing_colourway",
+        "not_footwear",  # a hoodie typed "Lifestyle", tagged Apparel
+        "not_footwear",  # "Sneaker Care"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("product", "expected"),
+    [
+        ({"product_type": "", "tags": ["category_Footwear", "type_Sneakers"]}, True),
+        ({"product_type": "Lifestyle", "tags": "Dunk, Footwear, Mens"}, True),
+        ({"product_type": "Basketball", "tags": ["Shoes"]}, True),
+        ({"product_type": "Lifestyle", "tags": ["Apparel", "Hoodies"]}, False),
+        ({"product_type": "Lifestyle", "tags": []}, False),
+        ({"product_type": "Grade School Footwear"}, True),
+        ({"product_type": "Sneaker Care", "tags": ["Footwear"]}, False),
+        ({"product_type": "Shoe Trees"}, False),
+        ({"product_type": "Footwear Accessories"}, False),
+        ({"product_type": "Crewnecks", "tags": ["sneakers"]}, False),
+    ],
+)
+def test_is_footwear_on_real_types_and_tags(product: dict[str, object], expected: bool) -> None:
+    assert is_footwear(product) is expected
+
+
+def _damaged(doc: object, rng: random.Random, rate: float) -> object:
+    if isinstance(doc, dict):
+        out = {}
+        for key, value in doc.items():
+            roll = rng.random()
+            if roll < rate / 3:
+                continue
+            out[key] = (
+                rng.choice([None, "", 0, [], {}, "x", 7.5])
+                if roll < rate * 2 / 3
+                else _damaged(value, rng, rate)
+            )
+        return out
+    if isinstance(doc, list):
+        return [_damaged(v, rng, rate) for v in doc if rng.random() >= rate / 3]
+    return doc
+
+
+@pytest.mark.parametrize("name", ["shopify_products_real.json", "shopify_products_page1.json"])
+def test_damaged_store_pages_never_crash(name: str) -> None:
+    raw = (Path(__file__).parent / "fixtures" / name).read_text().replace("{{BASE}}", REAL_STORE)
+    doc = json.loads(raw)
+    rng = random.Random(name)
+    for _ in range(150):
+        body = json.dumps(_damaged(doc, rng, rng.choice([0.05, 0.2, 0.5]))).encode()
+        try:
+            result = parse_products_page(body, products_url(REAL_STORE, 1), REAL_STORE, "shopify")
+        except ParseError:
+            continue
+        for sku in result.skus:
+            assert sku.image_urls and all(u.startswith("https://") for u in sku.image_urls)
