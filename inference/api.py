@@ -3,14 +3,16 @@
 ``python -m inference serve [--host 127.0.0.1] [--port 8000] [--run RUN]``
 
 - ``POST /v1/predict``: one image, as multipart field ``file`` or as the raw body with an
-  ``image/*`` content type; answers the sneaker model and the SKU with confidences, the top
+  ``image/*`` or ``application/octet-stream`` content type; answers the sneaker model and the SKU with confidences, the top
   3 of each, ``unknown`` below threshold, the run that answered and the time taken.
 - ``POST /v1/predict/batch``: several images as multipart fields ``files``.
 - ``GET /v1/model``: the run in service. ``GET /healthz``: for load balancers (no key).
 
 Bad input gets a 4xx with ``{"error": {"code", "message"}}``. Bodies are streamed and cut
-off at their limit (413) before they are read whole; images are decoded by
-:func:`db.images.decode_image` and predicted off the event loop (see
+off at their limit (413) before they are read whole; an image's pixel count is checked from
+its header before it is decoded (a small file can claim a huge picture); images are decoded
+by :func:`db.images.decode_image` (the bytes only: never a path or a URL) and predicted off
+the event loop (see
 :mod:`inference.api_service`). The service follows the active run: a promotion swaps the
 model in without a restart. Usage goes to the ``api_requests`` table off the request path
 (see :mod:`inference.api_usage`).
@@ -22,10 +24,13 @@ import argparse
 import asyncio
 import hashlib
 import hmac
+import io
 import json
 import logging
+import math
 import os
 import time
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
@@ -35,7 +40,7 @@ from typing import Any
 import anyio
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from PIL import Image
 from starlette.datastructures import FormData, UploadFile
@@ -45,7 +50,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.catalogue import Catalogue, open_catalogue
-from db.images import ImageError, decode_image
+from db.images import ACCEPTED_FORMATS, ImageError, decode_image
 from inference.api_schemas import (
     BatchItem,
     BatchResponse,
@@ -75,6 +80,9 @@ MiB = 1024 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 """Room for multipart boundaries and part headers on top of an image's own bytes."""
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif")
+RAW_TYPES = (*IMAGE_TYPES, "application/octet-stream")
+"""Content types documented for a raw image body; any ``image/*`` type is accepted, and the
+format is found from the bytes, not from the type."""
 RECORDED = frozenset({"/v1/predict", "/v1/predict/batch", "/v1/model"})
 """Endpoints whose requests go to the usage table (not health checks, not the docs)."""
 
@@ -108,8 +116,9 @@ class ApiSettings:
     """Images of concurrent requests one forward pass may take (micro-batching). 1: none,
     because on a CPU a batch costs more per image than single images do (measured); raise
     it for a GPU."""
-    max_pending: int = 64
-    """Images waiting for the model beyond which requests get 503 (bounds memory)."""
+    max_pending_pixels: int = 256_000_000
+    """Decoded pixels waiting for the model beyond which requests get 503 (bounds memory:
+    ~770 MB as RGB; ~500 product shots or ~20 phone photos)."""
     decode_threads: int = 2
     record_usage: bool = True
 
@@ -144,8 +153,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (400, "Not an image, a corrupt or empty file, a malformed body or an empty batch."),
         (401, "An API key is required and was missing or wrong."),
         (413, "The body, an image, its pixel count or the batch is over its limit."),
-        (415, "The content type is neither multipart/form-data nor image/*."),
-        (503, "No model is loaded yet, or too many images are waiting."),
+        (415, "The content type is not one the endpoint takes."),
+        (503, "No model is loaded yet, or too many images are waiting (see Retry-After)."),
     )
 }
 
@@ -249,11 +258,13 @@ async def read_body(request: Request, limit: int, what: str) -> bytes:
     return b"".join(parts)
 
 
-async def read_form(request: Request, limit: int, max_files: int) -> FormData:
+async def read_form(
+    request: Request, limit: int, max_files: int, what: str = "the request body"
+) -> FormData:
     """Parse a multipart body streamed within ``limit``; 413 if it has more than ``max_files``."""
     parser = MultiPartParser(
         request.headers,
-        limited_stream(request, limit, "the request body"),
+        limited_stream(request, limit, what),
         max_files=max_files,
         max_fields=16,
         max_part_size=64 * 1024,
@@ -288,7 +299,8 @@ async def uploads_of(
             raise ApiError(
                 400,
                 "missing_file",
-                f"multipart field {field_name!r} #{i} is text, not a file upload",
+                f"multipart field {field_name!r} #{i} is text, not a file upload "
+                '(a file part has filename="..." in its Content-Disposition)',
             )
         name = _display_name(value, field_name, i)
         data = await value.read(max_bytes + 1)
@@ -314,22 +326,46 @@ def _image_error(exc: ImageError) -> ApiError:
     return ApiError(400, "corrupt_image", text)
 
 
+def _too_many_pixels(name: str, width: int, height: int, max_pixels: int) -> ApiError:
+    return ApiError(
+        413,
+        "too_many_pixels",
+        f"{name}: {width}x{height} is over the limit of {max_pixels:,} pixels",
+    )
+
+
+def check_pixels(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse a picture over ``max_pixels`` from its header, before it is decoded.
+
+    Opening an image reads only its header, which gives its size: a 100 KB PNG can claim
+    9000x9000 pixels, which would take seconds and a quarter of a gigabyte to decode.
+    Bytes that are not an image are left for the decoder to name.
+    """
+    formats = [f for f in ACCEPTED_FORMATS if f in Image.OPEN]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=formats) as img:
+                width, height = img.size
+    except Exception:  # not an image, corrupt, or a bomb: decode_image says which
+        return
+    if width * height > max_pixels:
+        raise _too_many_pixels(name, width, height, max_pixels)
+
+
 def decode_all(items: Sequence[tuple[bytes, str]], max_pixels: int) -> list[Image.Image]:
     """Decode each image with the one decoder; the first bad one raises an ApiError naming it."""
     images = []
     for data, name in items:
         if not data:
             raise ApiError(400, "empty_file", f"{name}: empty file (0 bytes)")
+        check_pixels(data, name, max_pixels)
         try:
             img = decode_image(data, name)
         except ImageError as exc:
             raise _image_error(exc) from None
-        if img.width * img.height > max_pixels:
-            raise ApiError(
-                413,
-                "too_many_pixels",
-                f"{name}: {img.width}x{img.height} is over the limit of {max_pixels:,} pixels",
-            )
+        if img.width * img.height > max_pixels:  # a header that understated the size
+            raise _too_many_pixels(name, img.width, img.height, max_pixels)
         images.append(img)
     return images
 
@@ -349,17 +385,25 @@ class Service:
     recorder: UsageRecorder | None
     decode_limiter: anyio.CapacityLimiter | None = None
 
+    def retry_after(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.settings.poll_s)))}
+
     def serving(self) -> LoadedRun:
         loaded = self.holder.current  # taken once: the request keeps this run to the end
         if loaded is None:
-            why = f" ({self.holder.last_error})" if self.holder.last_error else ""
-            raise ApiError(
-                503,
-                "no_model",
-                f"no model is loaded{why}: train a run and promote it "
-                "(python -m training fit --promote)",
-            )
+            raise ApiError(503, "no_model", self.no_model_reason(), headers=self.retry_after())
         return loaded
+
+    def no_model_reason(self) -> str:
+        if self.holder.last_error:
+            return (
+                f"no model is loaded: {self.holder.last_error}; repair the bundle or promote "
+                "another run (the service picks it up without a restart)"
+            )
+        return (
+            "no model is loaded: no run is active yet; train a run and promote it "
+            "(python -m training fit --promote), the service picks it up without a restart"
+        )
 
     async def decode(self, items: Sequence[tuple[bytes, str]]) -> list[Image.Image]:
         return await anyio.to_thread.run_sync(
@@ -370,7 +414,9 @@ class Service:
         try:
             return await self.batcher.predict(loaded.predictor, images)
         except Overloaded as exc:
-            raise ApiError(503, "overloaded", f"try again shortly: {exc}") from None
+            raise ApiError(
+                503, "overloaded", f"try again shortly: {exc}", headers={"Retry-After": "1"}
+            ) from None
 
 
 def _usage(request: Request) -> dict[str, Any]:
@@ -464,7 +510,7 @@ _SINGLE_BODY = {
                 "properties": {"file": {"type": "string", "format": "binary"}},
             }
         },
-        **{t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES},
+        **{t: {"schema": {"type": "string", "format": "binary"}} for t in RAW_TYPES},
     },
 }
 _BATCH_BODY = {
@@ -515,7 +561,7 @@ def create_app(
         batcher=MicroBatcher(
             threads=settings.predict_threads,
             max_images=settings.batch_images,
-            max_pending=settings.max_pending,
+            max_pending_pixels=settings.max_pending_pixels,
         ),
         keys=KeyRing(settings.api_keys),
         recorder=UsageRecorder(cat) if settings.record_usage else None,
@@ -566,16 +612,40 @@ def create_app(
     _install_error_handlers(app)
     app.add_middleware(UsageMiddleware, service=service)
 
-    @app.get("/healthz", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
-    async def healthz() -> Any:
-        """For load balancers: 200 when a model is loaded, 503 before. Needs no key."""
+    def health() -> tuple[int, HealthResponse]:
         loaded = service.holder.current
         if loaded is None:
-            return JSONResponse({"status": "no_model", "run_id": None}, 503)
-        return HealthResponse(status="ok", run_id=loaded.run_id)
+            return 503, HealthResponse(
+                status="no_model", run_id=None, message=service.no_model_reason()
+            )
+        return 200, HealthResponse(
+            status="ok", run_id=loaded.run_id, message=service.holder.last_error
+        )
+
+    @app.get(
+        "/healthz",
+        response_model=HealthResponse,
+        responses={503: {"model": HealthResponse, "description": "No model is loaded yet."}},
+        operation_id="healthz",
+    )
+    async def healthz() -> Any:
+        """For load balancers: 200 when a model is loaded, 503 before. Needs no key.
+
+        `message` says why the wanted run is not in service (a bundle that cannot be
+        loaded), also while an older run still answers."""
+        status, body = health()
+        if status != 200:
+            return JSONResponse(body.model_dump(), status, headers=service.retry_after())
+        return body
+
+    @app.head("/healthz", include_in_schema=False)
+    async def healthz_head() -> Response:
+        """The same status without a body, for load balancers that check with HEAD."""
+        return Response(status_code=health()[0])
 
     @app.get(
         "/v1/model",
+        operation_id="get_model",
         response_model=ModelResponse,
         responses={k: v for k, v in ERROR_RESPONSES.items() if k in (401, 503)},
         dependencies=[Depends(require_key)],
@@ -594,22 +664,29 @@ def create_app(
 
     @app.post(
         "/v1/predict",
+        operation_id="predict",
         response_model=PredictResponse,
         responses=ERROR_RESPONSES,
         dependencies=[Depends(require_key)],
         openapi_extra={"requestBody": _SINGLE_BODY},
     )
     async def predict(request: Request) -> PredictResponse:
-        """One image: multipart field `file`, or the raw bytes with an `image/*` content type."""
+        """One image: multipart field `file`, or the raw bytes with an `image/*` or
+        `application/octet-stream` content type (the format is read from the bytes)."""
         loaded = service.serving()
         kind = media_type(request)
         if kind == "multipart/form-data":
-            form = await read_form(request, settings.max_image_bytes + MULTIPART_OVERHEAD, 1)
+            form = await read_form(
+                request,
+                settings.max_image_bytes + MULTIPART_OVERHEAD,
+                1,
+                f"the upload (an image of at most {settings.max_image_bytes:,} bytes)",
+            )
             try:
                 data, name, _ = (await uploads_of(form, "file", settings.max_image_bytes))[0]
             finally:
                 await form.close()
-        elif kind.startswith("image/"):
+        elif kind.startswith("image/") or kind == "application/octet-stream":
             data = await read_body(request, settings.max_image_bytes, "the image")
             name = "the request body"
         else:
@@ -617,7 +694,8 @@ def create_app(
                 415,
                 "unsupported_media_type",
                 f"content type {kind or '(none)'!r}: send multipart/form-data with the "
-                "image in field 'file', or the image bytes with an image/* content type",
+                "image in field 'file', or the image bytes with an image/* or "
+                "application/octet-stream content type",
             )
         images = await service.decode([(data, name)])
         answer = (await service.predict(loaded, images))[0]
@@ -632,6 +710,7 @@ def create_app(
 
     @app.post(
         "/v1/predict/batch",
+        operation_id="predict_batch",
         response_model=BatchResponse,
         responses=ERROR_RESPONSES,
         dependencies=[Depends(require_key)],
@@ -651,8 +730,12 @@ def create_app(
         form = await read_form(request, settings.max_batch_bytes, settings.max_batch)
         try:
             if not form.getlist("files"):
+                present = sorted(set(form.keys()))
+                got = f"; the body has: {', '.join(present)[:200]}" if present else ""
                 raise ApiError(
-                    400, "empty_batch", "the batch has no images (multipart fields 'files')"
+                    400,
+                    "empty_batch",
+                    f"the batch has no images (send them in multipart fields 'files'{got})",
                 )
             items = await uploads_of(form, "files", settings.max_image_bytes)
         finally:

@@ -85,11 +85,25 @@ class ModelResponse(BaseModel):
 
 class HealthResponse(BaseModel):
     status: str = Field(description='"ok" when a model is loaded, else "no_model".')
-    run_id: int | None
+    run_id: int | None = Field(description="The run in service.")
+    message: str | None = Field(
+        default=None,
+        description="Why no model, or why the active run is not the one in service.",
+    )
+
+
+ERROR_CODES = (
+    "bad_request, bad_multipart, missing_file, empty_file, empty_batch, not_an_image, "
+    "corrupt_image, client_disconnected (400); unauthorized (401); not_found (404); "
+    "method_not_allowed (405); payload_too_large, image_too_large, too_many_pixels, "
+    "decompression_bomb, batch_too_large (413); unsupported_media_type (415); "
+    "invalid_request (422); internal_error (500); no_model, overloaded (503); "
+    "http_error (any other HTTP error)"
+)
 
 
 class ErrorBody(BaseModel):
-    code: str = Field(description="Machine-readable reason, e.g. not_an_image, payload_too_large.")
+    code: str = Field(description=f"Machine-readable reason: {ERROR_CODES}.")
     message: str = Field(description="What was wrong, for a person.")
 
 

@@ -4,14 +4,18 @@
 task polls the catalogue's active run id (one indexed query every couple of seconds); when
 it changes, the new run's predictor is loaded completely in a worker thread and only then
 swapped in with one assignment. A request takes the reference once at its start and keeps
-it, so a swap never fails or mixes a request in flight.
+it, so a swap never fails or mixes a request in flight. A run whose bundle cannot be loaded
+(missing, half-copied, corrupt) is tried again once its files change, or after a while, so
+repairing the bundle brings the service back without a restart.
 
 :class:`MicroBatcher` runs the CPU-bound prediction in a small thread pool, so the event
 loop never waits for it, with a bounded number of predictions at once (one per core by
 default, each with one torch thread: the fastest on a CPU, see bench/bench_api.py). It can
 also gather the images of concurrent requests into one forward pass (micro-batching) while
 its threads are busy; that pays on a GPU, while on a CPU a batch costs more per image than
-single images do, so the service's default is not to batch.
+single images do, so the service's default is not to batch. What waits for the model is
+bounded in pixels (decoded images are what takes the memory), not in images: sixteen 640x800
+product shots weigh what one 8-megapixel phone photo does.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +38,9 @@ from sqlalchemy import select
 from db.catalogue import Catalogue
 from db.models import Run, utcnow
 from inference.cascade import CascadePrediction
+
+RETRY_FAILED_S = 60.0
+"""A run that failed to load is tried again after this long even if its files look unchanged."""
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +128,32 @@ def resolve_run(catalogue: Catalogue, ref: str) -> int:
         return run.id
 
 
+def bundle_signature(folder: Path | None) -> tuple[tuple[str, int, int], ...] | None:
+    """Names, sizes and modification times of a bundle folder's files (None: no folder).
+
+    Cheap (a few ``stat`` calls): it tells whether a bundle that failed to load has changed.
+    """
+    if folder is None:
+        return None
+    try:
+        return tuple(
+            sorted(
+                (p.name, st.st_size, st.st_mtime_ns)
+                for p in folder.iterdir()
+                if p.is_file() and (st := p.stat())
+            )
+        )
+    except OSError:
+        return None
+
+
+@dataclass
+class _Failure:
+    run_id: int
+    signature: tuple[tuple[str, int, int], ...] | None
+    at: float
+
+
 class ModelHolder:
     """The run in service, and how it changes: pinned to one run, or following the active one."""
 
@@ -129,13 +163,16 @@ class ModelHolder:
         *,
         pinned_run: int | None = None,
         loader: PredictorLoader = load_predictor,
+        retry_failed_s: float = RETRY_FAILED_S,
     ):
         self.catalogue = catalogue
         self.pinned_run = pinned_run
         self._loader = loader
+        self._retry_failed_s = retry_failed_s
         self.current: LoadedRun | None = None
-        self._failed_run: int | None = None
+        self._failed: _Failure | None = None
         self.last_error: str | None = None
+        """Why the wanted run is not in service (None when it is)."""
 
     def active_run_id(self) -> int | None:
         """The active run's id: one indexed query, cheap enough to poll."""
@@ -143,6 +180,12 @@ class ModelHolder:
             return s.scalar(
                 select(Run.id).where(Run.active.is_(True)).order_by(Run.id.desc()).limit(1)
             )
+
+    def bundle_dir(self, run_id: int) -> Path | None:
+        """The folder of run ``run_id``'s bundle, or None when the run has none."""
+        with self.catalogue.read() as s:
+            path = s.scalar(select(Run.bundle_path).where(Run.id == run_id))
+        return self.catalogue.data_dir / path if path else None
 
     def load_run(self, run_id: int) -> LoadedRun:
         """Load run ``run_id`` completely (blocking: call it from a worker thread)."""
@@ -159,27 +202,42 @@ class ModelHolder:
     def wanted_run(self) -> int | None:
         return self.pinned_run if self.pinned_run is not None else self.active_run_id()
 
+    def _worth_retrying(self, failure: _Failure) -> bool:
+        """A run that failed is tried again when its bundle's files changed, or after a while."""
+        if time.monotonic() - failure.at >= self._retry_failed_s:
+            return True
+        return bundle_signature(self.bundle_dir(failure.run_id)) != failure.signature
+
     def refresh(self) -> bool:
         """Load and swap in the wanted run if it is not the one in service; True if swapped.
 
-        A run that failed to load is not retried until another run is wanted, so that a
-        broken bundle does not make the service load it again every poll.
+        A run that failed to load is not loaded again every poll: only once its bundle's
+        files change (it was repaired or finished copying) or ``retry_failed_s`` later.
         """
         wanted = self.wanted_run()
         current = self.current
         if wanted is None or (current is not None and current.run_id == wanted):
+            if self._failed is not None:  # the broken run is no longer wanted
+                self._failed = None
+                self.last_error = None
             return False
-        if wanted == self._failed_run:
+        failed = self._failed
+        if failed is not None and failed.run_id == wanted and not self._worth_retrying(failed):
             return False
+        signature = bundle_signature(self.bundle_dir(wanted))
         try:
             loaded = self.load_run(wanted)
         except Exception as exc:
-            self._failed_run = wanted
-            self.last_error = f"run {wanted}: {exc}"
-            log.exception("could not load run %s; still serving %s", wanted, _run_of(current))
+            again = failed is not None and failed.run_id == wanted
+            self._failed = _Failure(wanted, signature, time.monotonic())
+            self.last_error = f"run {wanted} cannot be loaded: {exc}"
+            if again:
+                log.error("run %s still cannot be loaded: %s", wanted, exc)
+            else:
+                log.exception("could not load run %s; still serving %s", wanted, _run_of(current))
             return False
         self.current = loaded  # the swap: one reference, assigned once the run is loaded
-        self._failed_run = None
+        self._failed = None
         self.last_error = None
         log.info("now serving run %s (was %s)", wanted, _run_of(current))
         return True
@@ -210,19 +268,29 @@ class MicroBatcher:
 
     ``threads`` forward passes run at once at most; each takes every queued job up to
     ``max_images`` images (jobs of different predictors, as during a swap, go in separate
-    passes). More than ``max_pending`` images waiting raises :class:`Overloaded`.
+    passes). A request whose images would bring the decoded pixels waiting for the model
+    over ``max_pending_pixels`` raises :class:`Overloaded`; a request that arrives when
+    nothing waits is always taken, however large, so that no valid request is refused
+    on an idle service.
     """
 
-    def __init__(self, *, threads: int = 1, max_images: int = 16, max_pending: int = 256):
+    def __init__(
+        self, *, threads: int = 1, max_images: int = 16, max_pending_pixels: int = 256_000_000
+    ):
         self.threads = threads
         self.max_images = max_images
-        self.max_pending = max_pending
+        self.max_pending_pixels = max_pending_pixels
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._pending = 0
+        """Pixels of the images accepted and not answered yet."""
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
         self.images = 0
+
+    @property
+    def pending_pixels(self) -> int:
+        return self._pending
 
     def start(self) -> None:
         self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="skulab-predict")
@@ -244,17 +312,19 @@ class MicroBatcher:
     async def predict(
         self, predictor: PredictorLike, images: list[Image.Image]
     ) -> list[CascadePrediction]:
-        if self._pending + len(images) > self.max_pending:
+        weight = sum(im.width * im.height for im in images)
+        if self._pending and self._pending + weight > self.max_pending_pixels:
             raise Overloaded(
-                f"{self._pending} images are waiting for the model (limit {self.max_pending})"
+                f"{self._pending / 1e6:.0f} megapixels of images are waiting for the model "
+                f"(limit {self.max_pending_pixels / 1e6:.0f})"
             )
         future: asyncio.Future[list[CascadePrediction]] = asyncio.get_running_loop().create_future()
-        self._pending += len(images)
+        self._pending += weight
         self._queue.put_nowait(_Job(predictor, images, future))
         try:
             return await future
         finally:
-            self._pending -= len(images)
+            self._pending -= weight
 
     def _take(self, first: _Job) -> list[_Job]:
         jobs, n = [first], len(first.images)

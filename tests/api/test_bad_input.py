@@ -4,13 +4,17 @@ service keeps serving."""
 from __future__ import annotations
 
 import socket
+import struct
+import threading
+import zlib
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from inference.api import check_pixels
 from tests.api.conftest import LIMITS
-from tests.api.helpers import LiveServer, png_bomb, sneaker_jpeg
+from tests.api.helpers import LiveServer, _chunk, png_bomb, sneaker_jpeg
 
 MAX_IMAGE = LIMITS["max_image_bytes"]
 
@@ -89,18 +93,98 @@ def test_multipart_image_over_the_size_limit(client: httpx.Client) -> None:
     assert "big.jpg" in _error(r, 413, "image_too_large")
 
 
+def test_multipart_far_over_the_limit_names_the_image_limit(client: httpx.Client) -> None:
+    big = b"\xff\xd8" + b"\0" * (2 * MAX_IMAGE)
+    r = client.post("/v1/predict", files={"file": ("big.jpg", big, "image/jpeg")})
+    assert f"at most {MAX_IMAGE:,} bytes" in _error(r, 413, "payload_too_large")
+
+
 def test_decompression_bomb(client: httpx.Client) -> None:
     message = _error(_raw(client, png_bomb(), "image/png"), 413, "decompression_bomb")
     assert "decompression bomb" in message
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG of a few bytes whose header claims ``width`` x ``height`` and that has no pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
+
+
+def test_too_many_pixels_is_refused_from_the_header(client: httpx.Client) -> None:
+    """9000x9000 is under Pillow's bomb limit but over the service's: refused before decoding.
+
+    The file has no pixel data, so decoding it would fail as truncated: the 413 shows the
+    header was read and the picture never decoded.
+    """
+    r = client.post(
+        "/v1/predict", files={"file": ("huge.png", png_claiming(9000, 9000), "image/png")}
+    )
+    message = _error(r, 413, "too_many_pixels")
+    assert "huge.png" in message and "9000x9000" in message
+
+
+def test_check_pixels_leaves_non_images_to_the_decoder() -> None:
+    check_pixels(b"not an image", "x", 10)
+    check_pixels(png_bomb(), "x", 10)  # a bomb: the decoder refuses it with its own code
+    check_pixels(png_claiming(10, 10), "x", 100)
+    with pytest.raises(Exception, match="over the limit of 99 pixels"):
+        check_pixels(png_claiming(10, 10), "x", 99)
+
+
 @pytest.mark.parametrize(
-    "ctype", ["text/plain", "application/json", "application/octet-stream", ""]
+    "ctype", ["text/plain", "application/json", "application/x-www-form-urlencoded", ""]
 )
 def test_wrong_content_type(client: httpx.Client, jpeg: bytes, ctype: str) -> None:
     headers = {"Content-Type": ctype} if ctype else {}
     r = client.post("/v1/predict", content=jpeg, headers=headers)
     _error(r, 415, "unsupported_media_type")
+
+
+def test_json_body_naming_a_file_or_url_is_refused(client: httpx.Client) -> None:
+    for body in ('{"url": "https://example.com/shoe.jpg"}', '{"path": "/etc/passwd"}'):
+        r = client.post("/v1/predict", content=body, headers={"Content-Type": "application/json"})
+        _error(r, 415, "unsupported_media_type")
+
+
+def test_a_url_or_path_in_any_field_is_never_fetched_or_read(client: httpx.Client) -> None:
+    """Whatever a request names (a URL on a listening local port, a server path), the
+    service reads only the bytes it was sent: the listener never sees a connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/shoe.jpg"
+    connections: list[object] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connections.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    watcher = threading.Thread(target=accept, daemon=True)
+    watcher.start()
+    try:
+        tries = [
+            client.post(
+                "/v1/predict", content=url.encode(), headers={"Content-Type": "image/jpeg"}
+            ),
+            client.post("/v1/predict", files={"file": (url, url.encode(), "text/uri-list")}),
+            client.post("/v1/predict", files={"file": ("/etc/passwd", b"", "image/jpeg")}),
+            client.post("/v1/predict", files={"file": ("../../etc/hostname", b"x", "image/png")}),
+            client.post(
+                "/v1/predict/batch", files=[("files", (url, b"file:///etc/passwd", "image/png"))]
+            ),
+        ]
+    finally:
+        stop.set()
+        watcher.join(5)
+        listener.close()
+    assert [r.status_code for r in tries] == [400] * len(tries)
+    assert connections == []
 
 
 def test_multipart_without_the_file_field(client: httpx.Client, jpeg: bytes) -> None:
@@ -145,6 +229,21 @@ def test_two_files_to_the_single_endpoint(client: httpx.Client, jpeg: bytes) -> 
 
 def test_empty_batch(client: httpx.Client) -> None:
     r = client.post("/v1/predict/batch", files={"other": ("a.txt", b"x", "text/plain")})
+    _error(r, 400, "empty_batch")
+
+
+def test_batch_with_the_single_field_name_says_which_field(client: httpx.Client) -> None:
+    r = client.post("/v1/predict/batch", files={"file": ("a.jpg", b"x", "image/jpeg")})
+    message = _error(r, 400, "empty_batch")
+    assert "'files'" in message and "the body has: file" in message
+
+
+def test_batch_without_any_part(client: httpx.Client) -> None:
+    r = client.post(
+        "/v1/predict/batch",
+        content=b"--xx--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=xx"},
+    )
     _error(r, 400, "empty_batch")
 
 

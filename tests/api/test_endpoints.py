@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import httpx
+import numpy as np
+import pytest
+from PIL import Image
 
 from inference.api_usage import UNKNOWN
 from tests.api.helpers import MODELS, SKUS, png_bytes, sneaker_jpeg
@@ -27,7 +32,7 @@ def _check_stage(answer: dict, classes: set[str]) -> None:
 def test_healthz_names_the_run_in_service(client: httpx.Client) -> None:
     r = client.get("/healthz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "run_id": 1}
+    assert r.json() == {"status": "ok", "run_id": 1, "message": None}
 
 
 def test_predict_multipart_answers_model_and_sku(client: httpx.Client, jpeg: bytes) -> None:
@@ -105,3 +110,100 @@ def test_unknown_route_is_a_json_404(client: httpx.Client) -> None:
     r = client.get("/v1/nothing-here")
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "not_found"
+
+
+def test_raw_body_as_octet_stream(client: httpx.Client, jpeg: bytes) -> None:
+    """Many HTTP clients send raw bytes as application/octet-stream: the bytes say the format."""
+    typed = client.post("/v1/predict", content=jpeg, headers={"Content-Type": "image/jpeg"})
+    octet = client.post(
+        "/v1/predict", content=jpeg, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert octet.status_code == 200, octet.text
+    assert octet.json()["model"] == typed.json()["model"]
+
+
+def _photo(mode: str, fmt: str, **save: object) -> bytes:
+    """The test photo in another mode and format, the way shops and phones serve them."""
+    img = Image.open(io.BytesIO(sneaker_jpeg(320, 400, seed=5))).convert("RGB")
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(img.convert("L")).astype(np.uint16) * 257)
+    elif mode == "RGBA":
+        arr = np.asarray(img.convert("RGBA")).copy()
+        arr[(arr[..., :3] > 235).all(-1), 3] = 0  # the white background made transparent
+        img = Image.fromarray(arr)
+    elif mode != "RGB":
+        img = img.convert(mode)
+    out = io.BytesIO()
+    img.save(out, fmt, **save)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "ctype"),
+    [
+        ("CMYK", "JPEG", "image/jpeg"),
+        ("I;16", "PNG", "image/png"),
+        ("RGBA", "PNG", "image/png"),
+        ("P", "GIF", "image/gif"),
+        ("RGB", "WEBP", "image/webp"),
+    ],
+)
+def test_every_format_a_shop_serves(client: httpx.Client, mode: str, fmt: str, ctype: str) -> None:
+    data = _photo(mode, fmt)
+    assert Image.open(io.BytesIO(data)).mode == mode
+    r = client.post("/v1/predict", files={"file": (f"shoe.{fmt.lower()}", data, ctype)})
+    assert r.status_code == 200, r.text
+    _check_stage(r.json()["model"], set(MODELS))
+
+
+def test_unicode_file_names_come_back_as_sent(client: httpx.Client) -> None:
+    small = sneaker_jpeg(64, 80)
+    names = ["chaussure été.jpg", "靴 スニーカー.jpg", "emoji 👟.jpg"]
+    files = [("files", (n, small, "image/jpeg")) for n in names]
+    r = client.post("/v1/predict/batch", files=files)
+    assert r.status_code == 200, r.text
+    assert [p["filename"] for p in r.json()["predictions"]] == names
+
+
+def test_rfc5987_file_name_beside_the_plain_one(client: httpx.Client) -> None:
+    """Some clients send ``filename*=UTF-8''…`` after ``filename=``: the part is still a file."""
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+        "filename=\"shoe.jpg\"; filename*=UTF-8''%E9%9D%B4.jpg\r\n"
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    body = head + sneaker_jpeg(64, 80) + f"\r\n--{boundary}--\r\n".encode()
+    r = client.post(
+        "/v1/predict/batch",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"][0]["filename"] in ("shoe.jpg", "靴.jpg")
+
+
+def test_healthz_answers_head(client: httpx.Client) -> None:
+    r = client.head("/healthz")
+    assert r.status_code == 200
+    assert r.content == b""
+
+
+def test_openapi_names_operations_and_error_codes(client: httpx.Client) -> None:
+    schema = client.get("/openapi.json").json()
+    ids = {op["operationId"] for methods in schema["paths"].values() for op in methods.values()}
+    assert ids == {"healthz", "get_model", "predict", "predict_batch"}
+    raw = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert "application/octet-stream" in raw
+    code = schema["components"]["schemas"]["ErrorBody"]["properties"]["code"]
+    for name in ("not_an_image", "too_many_pixels", "decompression_bomb", "no_model"):
+        assert name in code["description"]
+    for path, methods in schema["paths"].items():
+        for op in methods.values():
+            if path != "/healthz":
+                assert op["security"], path
+                assert {"401", "503"} <= set(op["responses"]), path
+            for status, response in op["responses"].items():
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                if status.startswith(("4", "5")) and path != "/healthz":
+                    assert ref.endswith("/ErrorResponse"), (path, status)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
 from db.catalogue import Catalogue
 from inference.api import create_app
-from inference.api_service import RunNotFound
+from inference.api_service import ModelHolder, RunNotFound, load_predictor
 from tests.api.helpers import add_bundle_run, live_server, promote, settings, sneaker_jpeg
 
 # One prediction thread that batches concurrent requests: during a swap, a batch holds
@@ -82,15 +83,20 @@ def test_no_model_until_a_run_is_promoted(fresh_catalogue: Catalogue) -> None:
     with live_server(create_app(FAST_POLL, catalogue=cat)) as srv:
         r = _health(srv.url)
         assert r.status_code == 503
-        assert r.json() == {"status": "no_model", "run_id": None}
+        assert r.headers["retry-after"] == "1"
+        assert r.json()["status"] == "no_model" and r.json()["run_id"] is None
+        assert "no run is active" in r.json()["message"]
+        assert httpx.head(f"{srv.url}/healthz").status_code == 503
         p = httpx.post(
             f"{srv.url}/v1/predict", content=b"x", headers={"Content-Type": "image/jpeg"}
         )
         assert p.status_code == 503
+        assert p.headers["retry-after"] == "1"
         assert p.json()["error"]["code"] == "no_model"
+        assert "promote" in p.json()["error"]["message"]
         run = add_bundle_run(cat, "late", active=True)
         _wait_for(lambda: _health(srv.url).status_code == 200)
-        assert _health(srv.url).json() == {"status": "ok", "run_id": run}
+        assert _health(srv.url).json() == {"status": "ok", "run_id": run, "message": None}
 
 
 def test_a_broken_bundle_keeps_the_old_run_in_service(fresh_catalogue: Catalogue) -> None:
@@ -110,8 +116,75 @@ def test_a_broken_bundle_keeps_the_old_run_in_service(fresh_catalogue: Catalogue
         )
         assert r.status_code == 200
         assert r.json()["run_id"] == good
+        health = _health(srv.url).json()  # still healthy, and it says why the old run answers
+        assert health["run_id"] == good and f"run {broken} cannot be loaded" in health["message"]
         promote(cat, later)
         _wait_for(lambda: _health(srv.url).json()["run_id"] == later)
+        assert _health(srv.url).json()["message"] is None
+
+
+def test_a_missing_bundle_at_start_is_served_once_restored(fresh_catalogue: Catalogue) -> None:
+    """The active run's folder is gone when the service starts (a restore in progress, a
+    wrong volume): it answers 503 saying why, and serves the run as soon as the folder is
+    back, without a restart."""
+    cat = fresh_catalogue
+    run = add_bundle_run(cat, "restored", active=True)
+    folder = cat.data_dir / "runs" / str(run)
+    away = folder.with_name(f"{run}.away")
+    folder.rename(away)
+    with live_server(create_app(FAST_POLL, catalogue=cat)) as srv:
+        r = _health(srv.url)
+        assert r.status_code == 503
+        assert f"run {run} cannot be loaded" in r.json()["message"]
+        p = httpx.post(
+            f"{srv.url}/v1/predict", content=b"x", headers={"Content-Type": "image/jpeg"}
+        )
+        assert p.status_code == 503
+        assert "repair the bundle or promote another run" in p.json()["error"]["message"]
+        away.rename(folder)
+        _wait_for(lambda: _health(srv.url).status_code == 200)
+        assert _health(srv.url).json() == {"status": "ok", "run_id": run, "message": None}
+
+
+def test_a_corrupt_bundle_is_tried_again_only_when_it_changes(fresh_catalogue: Catalogue) -> None:
+    """A broken bundle is not reloaded every poll, but a repaired one is picked up."""
+    cat = fresh_catalogue
+    run = add_bundle_run(cat, "corrupt", active=True)
+    heads = cat.data_dir / "runs" / str(run) / "bundle" / "heads.safetensors"
+    good = heads.read_bytes()
+    heads.write_bytes(b"junk")
+    calls: list[int] = []
+
+    def loader(bundle_dir: Path, run_id: int) -> object:
+        calls.append(run_id)
+        return load_predictor(bundle_dir, run_id)
+
+    holder = ModelHolder(cat, loader=loader, retry_failed_s=3600)
+    assert holder.refresh() is False and calls == [run]
+    assert holder.refresh() is False and calls == [run]  # unchanged: not loaded again
+    heads.write_bytes(good[:-10])  # a half-copied repair: changed, tried, still broken
+    assert holder.refresh() is False and calls == [run, run]
+    assert holder.refresh() is False and calls == [run, run]
+    heads.write_bytes(good)
+    assert holder.refresh() is True and calls == [run, run, run]
+    assert holder.current is not None and holder.current.run_id == run
+    assert holder.last_error is None
+
+
+def test_a_failed_run_is_retried_after_a_while(fresh_catalogue: Catalogue) -> None:
+    cat = fresh_catalogue
+    run = add_bundle_run(cat, "flaky", active=True)
+    failures = [OSError("the volume is not mounted yet")]
+
+    def loader(bundle_dir: Path, run_id: int) -> object:
+        if failures:
+            raise failures.pop()
+        return load_predictor(bundle_dir, run_id)
+
+    holder = ModelHolder(cat, loader=loader, retry_failed_s=0.0)
+    assert holder.refresh() is False
+    assert holder.last_error == f"run {run} cannot be loaded: the volume is not mounted yet"
+    assert holder.refresh() is True
 
 
 def test_a_pinned_run_does_not_follow_promotion(fresh_catalogue: Catalogue) -> None:
