@@ -20,14 +20,14 @@ from db import Catalogue, open_catalogue, ops, taxonomy
 from db.config import data_dir
 from db.images import ImageError
 from db.models import CatalogueEvent, Image, Sku, SneakerModel
-from labeller import grid, labelling
+from labeller import grid, jobs, labelling
 from labeller.grid import Card
 
 USER_KEY = "user"
 UNDO_KEY = "undo_stack"
 NOTICE_KEY = "notice"
 THUMB = 256
-REF_THUMB = 96
+REF_THUMB = 64
 
 
 # --- catalogue and user --------------------------------------------------------------------
@@ -120,7 +120,7 @@ def image_count(cat: Catalogue) -> int:
 # --- notices, undo and progress ------------------------------------------------------------
 
 
-def notify(message: str, icon: str = "✅") -> None:
+def notify(message: str, icon: str = ":material/check_circle:") -> None:
     """Show a message now (toast) and keep it for the next run of the page."""
     st.toast(message, icon=icon)
     st.session_state[NOTICE_KEY] = message
@@ -152,6 +152,43 @@ def progress_callback(label: str) -> Callable[..., None]:
         bar.progress(frac, text=f"{label} {done:,} / {total:,}")
 
     return update
+
+
+JOB_POLL_S = 1.0
+
+
+def job_progress(name: str, idle_text: str | None = None) -> None:
+    """Where a background job of :mod:`labeller.jobs` stands, refreshed every second while it
+    runs; when it ends, the whole page reruns to show what it changed."""
+    running = jobs.job_running(catalogue(), name)
+    st.fragment(_job_progress_body, run_every=JOB_POLL_S if running else None)(name, idle_text)
+
+
+def _job_progress_body(name: str, idle_text: str | None) -> None:
+    status = jobs.job_status(catalogue(), name)
+    flag = f"job_running_{name}"
+    if status is None:
+        if idle_text:
+            st.caption(idle_text)
+        return
+    if status.running:
+        st.session_state[flag] = True
+        st.progress(status.fraction or 0.0, text=status.last_line or "starting…")
+    else:
+        if st.session_state.pop(flag, False):
+            st.rerun(scope="app")
+        if status.last_line.lower().startswith("error"):
+            st.warning(
+                f"{jobs.JOB_TITLES.get(name, name)} failed: {status.last_line}",
+                icon=":material/error:",
+            )
+        st.caption(
+            f"{jobs.JOB_TITLES.get(name, name)}: last started {jobs.started_text(status.job)}"
+            f" · {status.last_line or 'no output'}"
+        )
+    if status.log_tail:
+        with st.expander("Log"):
+            st.code(status.log_tail, language=None)
 
 
 # --- images --------------------------------------------------------------------------------
@@ -256,7 +293,12 @@ def _card(
         st.checkbox(card.suggestion_text, value=accept_default, key=f"{prefix}acc_{card.image_id}")
     else:
         st.caption(f":material/smart_toy: {card.suggestion_text}")
-    st.caption(f":material/description: {grid.weak_text(card.weak)}")
+    group = (
+        f" · :material/content_copy: group {card.dup_group}" if card.dup_group is not None else ""
+    )
+    st.caption(f":material/description: {grid.weak_text(card.weak)}{group}")
+    if card.note:
+        st.caption(card.note)
     left, right = st.columns([3, 1], vertical_alignment="center")
     left.checkbox("select", key=f"{prefix}sel_{card.image_id}")
     if right.button(
@@ -311,13 +353,13 @@ def image_dialog(image_id: int, run_id: int | None) -> None:
 # --- label pickers -------------------------------------------------------------------------
 
 
-def label_picker(
-    cat: Catalogue, choices: labelling.LabelChoices, prefix: str
-) -> tuple[str | None, str | None]:
+def label_picker(cat: Catalogue, choices: labelling.LabelChoices, prefix: str) -> labelling.Picked:
     """Searchable model and SKU pickers with the chosen SKU's reference thumbnail.
 
-    A style code typed into the SKU picker that the catalogue lacks is offered as a new SKU
-    of the chosen model.
+    What the SKU picker holds is resolved by :func:`labelling.pick_label`: a typed search
+    (``dd1391-10``, a colourway) names an SKU of the catalogue or is refused with the reason;
+    only a text shaped like a style code becomes a new SKU of the chosen model, and the
+    pickers say so before anything is labelled.
     """
     c_model, c_sku, c_ref = st.columns([4, 5, 1], vertical_alignment="bottom")
     model = c_model.selectbox(
@@ -328,36 +370,44 @@ def label_picker(
         placeholder=f"Search {len(choices.models)} models…",
     )
     skus = choices.skus_of(model)
-    sku = c_sku.selectbox(
+    typed = c_sku.selectbox(
         "SKU",
         [s.style_code for s in skus],
         index=None,
         key=f"{prefix}pick_sku",
-        format_func=lambda code: (
-            choices.by_code[code].text
-            if code in choices.by_code
-            else f"{code} (new SKU of {model or '…'})"
-        ),
-        placeholder=f"Search {len(skus)} SKUs…",
+        format_func=lambda code: choices.by_code[code].text if code in choices.by_code else code,
+        placeholder=f"Search {len(skus)} SKUs (style code or colourway)…",
         accept_new_options=True,
     )
-    ref = choices.by_code.get(sku) if sku else None
+    picked = labelling.pick_label(choices, model, typed)
+    ref = choices.by_code.get(picked.sku or "") if not picked.new_sku else None
     ref_path = reference_thumbnail(cat, ref.reference_image_id) if ref else None
     if ref_path is not None:
-        c_ref.image(str(ref_path), width=REF_THUMB)
-    if ref is not None and model is None:
-        model = ref.model
-    return model, sku
+        c_ref.image(square_thumbnail(str(ref_path), REF_THUMB), width=REF_THUMB)
+    if picked.problem:
+        st.warning(picked.problem, icon=":material/help:")
+    elif picked.new_sku:
+        st.caption(
+            f":material/add_circle: **{picked.sku}** is not in the catalogue yet: labelling "
+            f"creates it as an SKU of **{picked.model}** (recorded)."
+        )
+    elif ref is not None and typed != ref.style_code:
+        st.caption(f":material/arrow_forward: {ref.text}")
+    return picked
 
 
 def ensure_sku(
     cat: Catalogue, choices: labelling.LabelChoices, model: str | None, sku: str | None, user: str
-) -> None:
-    """Create a typed-in SKU under the chosen model (recorded), when the catalogue lacks it."""
-    if not sku or sku in choices.by_code:
-        return
-    if not model:
-        raise ops.CatalogueError(f"SKU {sku} is new: choose its model first")
-    with cat.write() as s:
-        if ops.find_sku(s, sku) is None:
-            taxonomy.create_sku(s, sku, model, user)
+) -> labelling.Picked:
+    """The label the pickers stand for; a new style code is created under the model (recorded).
+
+    Raises :class:`db.ops.CatalogueError` with the reason when the pickers name no label.
+    """
+    picked = labelling.pick_label(choices, model, sku)
+    if picked.problem:
+        raise ops.CatalogueError(picked.problem)
+    if picked.new_sku and picked.sku and picked.model:
+        with cat.write() as s:
+            if ops.find_sku(s, picked.sku) is None:
+                taxonomy.create_sku(s, picked.sku, picked.model, user)
+    return picked

@@ -42,6 +42,8 @@ class Card:
     dup_group: int | None
     suggestion: Suggestion | None
     weak: tuple[str, ...]
+    note: str | None = None
+    """Why the card is shown, where a list says (e.g. a label-issue ranking's doubt)."""
 
     @property
     def label_text(self) -> str:

@@ -24,12 +24,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db import Catalogue
 from db.config import DATA_ENV
-from db.models import Run, utcnow
+from db.models import Image, Run, utcnow
 from training.jobs import create_run, promote_run
 
 LOG_NAME = "log.txt"
@@ -155,6 +155,76 @@ def start_fit(
     return run_id
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """What a training run would learn from, and what stops or weakens it."""
+
+    per_split: dict[str, int]
+    models: int
+    skus: int
+    problems: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def labelled(self) -> int:
+        return sum(self.per_split.values())
+
+    @property
+    def summary(self) -> str:
+        s = self.per_split
+        return (
+            f"{self.labelled:,} labelled images (train {s['train']:,}, val {s['val']:,}, "
+            f"test {s['test']:,}, no split {s['none']:,}) of {self.models} models and "
+            f"{self.skus} SKUs"
+        )
+
+
+def training_readiness(session: Session) -> Readiness:
+    """Whether a run can start: training needs labelled images in the train split.
+
+    Without val images there is nothing to calibrate on or pick the "unknown" thresholds
+    with, and without test images no honest score; both are said, neither stops a run.
+    """
+    counts = dict(
+        session.execute(
+            select(Image.split, func.count())
+            .where(Image.status == "labelled")
+            .group_by(Image.split)
+        ).all()
+    )
+    per_split = {s: int(counts.get(s, 0)) for s in ("train", "val", "test")}
+    per_split["none"] = int(counts.get(None, 0))
+    labelled = Image.status == "labelled"
+    models = session.scalar(select(func.count(func.distinct(Image.model_id))).where(labelled))
+    skus = session.scalar(select(func.count(func.distinct(Image.sku_id))).where(labelled))
+    problems: list[str] = []
+    warnings: list[str] = []
+    if not sum(per_split.values()):
+        problems.append("No labelled images yet: label some on the Label page first.")
+    elif not per_split["train"]:
+        problems.append(
+            "No labelled image is in the train split: assign splits on the Splits page first."
+        )
+    else:
+        if not per_split["val"]:
+            warnings.append(
+                "No labelled val images: confidences will not be calibrated and the "
+                "'unknown' thresholds not tuned."
+            )
+        if not per_split["test"]:
+            warnings.append("No labelled test images: the run will have no test scores.")
+        if per_split["none"]:
+            warnings.append(
+                f"{per_split['none']:,} labelled images have no split and are left out: "
+                "assign splits on the Splits page to use them."
+            )
+        if (models or 0) < 2:
+            warnings.append(
+                "Only one sneaker model is labelled: stage 1 has nothing to tell apart."
+            )
+    return Readiness(per_split, int(models or 0), int(skus or 0), tuple(problems), tuple(warnings))
+
+
 def _fail(session: Session, run_id: int, error: str) -> bool:
     """Mark an unfinished run failed; False when it had finished meanwhile."""
     result = session.execute(
@@ -217,6 +287,25 @@ def promote(cat: Catalogue, run_id: int) -> None:
         promote_run(cat, run_id)
     except (LookupError, ValueError) as exc:
         raise JobError(str(exc)) from exc
+
+
+_EXCEPTION_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*)?(?:Error|Exception|Exit): ")
+
+
+def failure_text(run: Run) -> str:
+    """Why a run failed, in words: its error without the Python exception's class name."""
+    error = (run.error or "").strip()
+    if not error:
+        return "The run failed without saying why: see its log."
+    return _EXCEPTION_PREFIX.sub("", error, count=1)
+
+
+def failure_details(run: Run) -> str | None:
+    """The technical side of a failure (the traceback the run recorded), if any."""
+    message = (run.message or "").strip()
+    if not message or message in ("failed", (run.error or "").strip()):
+        return None
+    return message
 
 
 def run_label(run: Run) -> str:
@@ -285,15 +374,27 @@ def metric_tables(
     return tables
 
 
-def compare_table(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
-    """``{metric: {run label: value}}`` for every scalar metric of any of the runs."""
+def compare_table(runs: Sequence[Run], params_last: bool = False) -> dict[str, dict[str, Any]]:
+    """``{metric: {run label: value}}`` for every scalar metric and parameter of the runs.
+
+    Parameters come first, or last with ``params_last`` (the page: scores before settings).
+    """
     flats = {f"#{r.id}": flatten_metrics(r.metrics) for r in runs}
     params = {f"#{r.id}": {f"param.{k}": v for k, v in (r.params or {}).items()} for r in runs}
     keys: list[str] = []
-    for source in (params, flats):
+    for source in (flats, params) if params_last else (params, flats):
         for flat in source.values():
             keys.extend(k for k in flat if k not in keys)
     return {k: {label: {**params[label], **flats[label]}.get(k) for label in flats} for k in keys}
+
+
+def format_value(value: Any) -> str:
+    """A metric or parameter as the comparison shows it: floats to 4 significant digits."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def run_pictures(cat: Catalogue, run: Run) -> list[Path]:
@@ -311,15 +412,30 @@ def run_pictures(cat: Catalogue, run: Run) -> list[Path]:
     return sorted(seen, key=lambda p: p.name)
 
 
-# --- refreshing suggestions ---------------------------------------------------------------
+# --- other background jobs: suggestions, near-duplicates ----------------------------------
 
 _COUNT = re.compile(r"(\d+)\s*/\s*(\d+)")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
 
+SUGGEST = "suggest"
+DUPLICATES = "duplicates"
+ISSUES = "issues"
+JOB_COMMANDS: dict[str, tuple[str, ...]] = {
+    SUGGEST: ("training", "suggest"),
+    DUPLICATES: ("db", "duplicates", "--apply"),
+    ISSUES: ("training", "issues", "--limit", "0"),  # saves the ranking, prints none
+}
+"""The background jobs the app starts besides training runs: name -> ``python -m`` args."""
+JOB_TITLES = {
+    SUGGEST: "Refreshing suggestions",
+    DUPLICATES: "Finding near-duplicates",
+    ISSUES: "Ranking label issues",
+}
+
 
 @dataclass(frozen=True)
 class SuggestJob:
-    """A ``python -m training suggest`` process started from the app."""
+    """A ``python -m ...`` process started from the app (one per job name and data folder)."""
 
     pid: int
     started_at: str
@@ -328,6 +444,9 @@ class SuggestJob:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
+
+
+Job = SuggestJob
 
 
 @dataclass(frozen=True)
@@ -339,35 +458,79 @@ class SuggestStatus:
     job: SuggestJob
 
 
-def _suggest_state(cat: Catalogue) -> Path:
-    return cat.data_dir / "jobs" / "suggest.json"
+JobStatus = SuggestStatus
 
 
-def read_suggest_job(cat: Catalogue) -> SuggestJob | None:
+def _job_state(cat: Catalogue, name: str) -> Path:
+    return cat.data_dir / "jobs" / f"{name}.json"
+
+
+def read_job(cat: Catalogue, name: str) -> Job | None:
     try:
-        raw = json.loads(_suggest_state(cat).read_text())
-        return SuggestJob(raw["pid"], raw["started_at"], raw["log"], tuple(raw.get("args", ())))
+        raw = json.loads(_job_state(cat, name).read_text())
+        return Job(raw["pid"], raw["started_at"], raw["log"], tuple(raw.get("args", ())))
     except (FileNotFoundError, KeyError, TypeError, ValueError):
         return None
 
 
-def start_suggest(cat: Catalogue, run_id: int | None = None) -> SuggestJob:
-    """Start refreshing suggestions (one refresh at a time per data folder)."""
-    current = read_suggest_job(cat)
+def start_job(cat: Catalogue, name: str, extra: Sequence[str] = ()) -> Job:
+    """Start the background job ``name`` of :data:`JOB_COMMANDS` (one at a time per folder)."""
+    if name not in JOB_COMMANDS:
+        raise JobError(f"unknown job {name!r} (use one of {', '.join(JOB_COMMANDS)})")
+    current = read_job(cat, name)
     if current is not None and pid_alive(current.pid):
-        raise JobError(f"suggestions are already being refreshed (pid {current.pid})")
-    args: tuple[str, ...] = ("training", "suggest")
-    if run_id is not None:
-        args += ("--run", str(run_id))
+        title = JOB_TITLES.get(name, name)
+        raise JobError(f"{title} is already under way (pid {current.pid}); wait for it to end")
+    args = (*JOB_COMMANDS[name], *extra)
     stamp = utcnow().strftime("%Y%m%d-%H%M%S")
-    log = cat.data_dir / "jobs" / f"suggest-{stamp}.log"
-    pid = spawn(cat, args, log)
-    job = SuggestJob(pid, utcnow().isoformat(timespec="seconds"), str(log), args)
-    state = _suggest_state(cat)
+    log = cat.data_dir / "jobs" / f"{name}-{stamp}.log"
+    try:
+        pid = spawn(cat, args, log)
+    except OSError as exc:
+        raise JobError(f"could not start {name}: {exc}") from exc
+    job = Job(pid, utcnow().isoformat(timespec="seconds"), str(log), args)
+    state = _job_state(cat, name)
     tmp = state.with_suffix(".tmp")
     tmp.write_text(job.to_json())
     tmp.replace(state)
     return job
+
+
+def job_status(cat: Catalogue, name: str) -> JobStatus | None:
+    """Where the newest job ``name`` stands (None if there never was one)."""
+    job = read_job(cat, name)
+    if job is None:
+        return None
+    text = tail(Path(job.log), max_lines=40)
+    last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
+    return JobStatus(pid_alive(job.pid), parse_progress(text), last, text, job)
+
+
+def job_running(cat: Catalogue, name: str) -> bool:
+    status = job_status(cat, name)
+    return status is not None and status.running
+
+
+def started_text(job: Job) -> str:
+    """'2026-12-02 21:37 UTC' from the job's ISO time stamp."""
+    try:
+        return datetime.fromisoformat(job.started_at).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return job.started_at
+
+
+def read_suggest_job(cat: Catalogue) -> SuggestJob | None:
+    return read_job(cat, SUGGEST)
+
+
+def start_suggest(cat: Catalogue, run_id: int | None = None) -> SuggestJob:
+    """Start refreshing suggestions (one refresh at a time per data folder)."""
+    return start_job(cat, SUGGEST, ("--run", str(run_id)) if run_id is not None else ())
+
+
+def suggest_status(cat: Catalogue) -> SuggestStatus | None:
+    """Where the newest suggestion refresh stands (None if there never was one)."""
+    return job_status(cat, SUGGEST)
 
 
 def parse_progress(text: str) -> float | None:
@@ -382,13 +545,3 @@ def parse_progress(text: str) -> float | None:
             done, total = (int(v) for v in count[-1])
             return min(1.0, done / total) if total else None
     return None
-
-
-def suggest_status(cat: Catalogue) -> SuggestStatus | None:
-    """Where the newest suggestion refresh stands (None if there never was one)."""
-    job = read_suggest_job(cat)
-    if job is None:
-        return None
-    text = tail(Path(job.log), max_lines=40)
-    last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
-    return SuggestStatus(pid_alive(job.pid), parse_progress(text), last, text, job)

@@ -8,6 +8,7 @@ what the Undo button undoes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,6 +202,123 @@ class LabelChoices:
         return [s for s in self.skus if model is None or s.model == model]
 
 
+STYLE_CODE = re.compile(r"^[A-Z0-9]{6}-[0-9]{3}$", re.IGNORECASE)
+"""Nike's style code, ``AAAAAA-NNN`` (the shape a new SKU typed into a picker must have)."""
+
+
+def normalise_style_code(text: str | None) -> str:
+    """Spaces tidied; a style code (``dd1391-100``) in upper case, anything else as typed."""
+    cleaned = " ".join((text or "").split())
+    return cleaned.upper() if STYLE_CODE.match(cleaned) else cleaned
+
+
+@dataclass(frozen=True)
+class SkuPick:
+    """What a text in the SKU picker means: an SKU of the catalogue, or a new one to create."""
+
+    style_code: str
+    new: bool
+
+
+def resolve_sku(choices: LabelChoices, model: str | None, typed: str | None) -> SkuPick | None:
+    """The SKU meant by what the SKU picker holds (a listed option or a typed text).
+
+    The picker lets people type: pressing Enter after a search such as ``dd1391-10`` or a
+    colourway must not create a junk SKU. So a text names, in this order: an SKU of the
+    catalogue (the style code, any case); the one SKU of the chosen model whose code,
+    colourway or title contains it; or a new SKU when it has the shape of a style code.
+    Anything else raises :class:`db.ops.CatalogueError` saying what to do instead.
+    """
+    text = " ".join((typed or "").split())
+    if not text:
+        return None
+    if text in choices.by_code:
+        return SkuPick(text, new=False)
+    wanted = text.casefold()
+    for code in choices.by_code:
+        if code.casefold() == wanted:
+            return SkuPick(code, new=False)
+    if STYLE_CODE.match(text):
+        if not model:
+            raise ops.CatalogueError(f"SKU {text.upper()} is new: choose its model first")
+        return SkuPick(text.upper(), new=True)
+    hits = [
+        s
+        for s in choices.skus_of(model)
+        if wanted in s.style_code.casefold() or wanted in (s.colourway or "").casefold()
+    ]
+    if len(hits) == 1:
+        return SkuPick(hits[0].style_code, new=False)
+    where = f" of {model}" if model else ""
+    if hits:
+        shown = ", ".join(h.style_code for h in hits[:5]) + (" …" if len(hits) > 5 else "")
+        raise ops.CatalogueError(
+            f"“{text}” matches {len(hits)} SKUs{where} ({shown}): pick one from the list"
+        )
+    raise ops.CatalogueError(
+        f"“{text}” is no SKU{where} and not a style code (AAAAAA-NNN); pick one from the "
+        "list, or create an SKU with another kind of code on the Catalogue page"
+    )
+
+
+@dataclass(frozen=True)
+class Picked:
+    """What the label pickers hold, resolved: the label to give, or why there is none."""
+
+    model: str | None
+    sku: str | None
+    new_sku: bool = False
+    problem: str | None = None
+    typed: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether 'Label selected' can label with it."""
+        return self.problem is None and bool(self.model or self.sku)
+
+
+def pick_label(choices: LabelChoices, model: str | None, typed: str | None) -> Picked:
+    """The label that a model picker and an SKU picker stand for (see :func:`resolve_sku`).
+
+    A known SKU brings its model when none is chosen; one of another model than the chosen
+    one is a problem (an SKU belongs to exactly one model), said in words.
+    """
+    try:
+        pick = resolve_sku(choices, model, typed)
+    except ops.CatalogueError as exc:
+        return Picked(model, None, problem=str(exc), typed=typed)
+    if pick is None:
+        return Picked(model, None, typed=typed)
+    if pick.new:
+        return Picked(model, pick.style_code, new_sku=True, typed=typed)
+    owner = choices.by_code[pick.style_code].model
+    if model and owner != model:
+        return Picked(
+            model,
+            pick.style_code,
+            problem=f"{pick.style_code} is an SKU of {owner}, not of {model}",
+            typed=typed,
+        )
+    return Picked(owner, pick.style_code, typed=typed)
+
+
+def prefill_from_weak(
+    choices: LabelChoices, weak_model: str | None, weak_sku: str | None
+) -> tuple[str | None, str | None]:
+    """The picker values a weak label stands for, where the catalogue knows them.
+
+    An SKU that the catalogue has comes with the model it belongs to there (the catalogue,
+    not the page, says which model an SKU is of); otherwise a known weak model alone. What
+    the catalogue lacks gives nothing: a picker never holds a name nobody confirmed.
+    """
+    sku = choices.by_code.get(normalise_style_code(weak_sku))
+    if sku is not None:
+        return sku.model, sku.style_code
+    if weak_model and weak_model in choices.models:
+        return weak_model, None
+    return None, None
+
+
 def label_choices(session: Session) -> LabelChoices:
     models = [m.name for m in taxonomy.model_rows(session)]
     skus = [
@@ -212,6 +330,25 @@ def label_choices(session: Session) -> LabelChoices:
 
 def active_run(session: Session) -> Run | None:
     return session.scalar(select(Run).where(Run.active).order_by(Run.id.desc()).limit(1))
+
+
+_KEY_SEP = "\x1f"
+
+
+def choice_key(model: str | None, sku: str | None) -> str:
+    """A (model, SKU) pair as one stable string (for a picker's values)."""
+    return f"{model or ''}{_KEY_SEP}{sku or ''}"
+
+
+def split_choice_key(key: str | None) -> tuple[str | None, str | None]:
+    if not key:
+        return None, None
+    model, _, sku = key.partition(_KEY_SEP)
+    return model or None, sku or None
+
+
+def choice_text(key: str) -> str:
+    return weak_label(*split_choice_key(key)) or "–"
 
 
 def suggested_choices(session: Session, run_id: int) -> list[tuple[str, str | None, int]]:
@@ -244,6 +381,30 @@ def weak_choices(session: Session) -> list[tuple[str | None, str | None, int]]:
         .limit(500)
     )
     return [(m, s, c) for m, s, c in session.execute(stmt).all()]
+
+
+def suggestion_coverage(session: Session, run_id: int) -> tuple[int, int]:
+    """(unlabelled images with a suggestion of ``run_id``, unlabelled images)."""
+    new = Image.status == "new"
+    total = session.scalar(select(func.count()).select_from(Image).where(new)) or 0
+    covered = (
+        session.scalar(
+            select(func.count())
+            .select_from(Prediction)
+            .join(Image, Image.id == Prediction.image_id)
+            .where(Prediction.run_id == run_id, new)
+        )
+        or 0
+    )
+    return int(covered), int(total)
+
+
+def duplicate_summary(session: Session) -> tuple[int, int]:
+    """(near-duplicate groups with an unlabelled image, unlabelled images in a group)."""
+    grouped = (Image.status == "new", Image.dup_group.is_not(None))
+    groups = session.scalar(select(func.count(func.distinct(Image.dup_group))).where(*grouped))
+    images = session.scalar(select(func.count()).select_from(Image).where(*grouped))
+    return int(groups or 0), int(images or 0)
 
 
 def source_kinds(session: Session) -> list[str]:

@@ -7,14 +7,18 @@ leaves these lists until its label changes again.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from db import Catalogue
+from db.health import label_issues_path
 from db.models import Image, ImageSource, LabelEvent, Prediction, Sku, SneakerModel
+from labeller.grid import Card, Suggestion
 
 REVIEW_KINDS = {
     "disagree": "Model disagrees with the label",
@@ -97,19 +101,68 @@ def label_issue_ranker() -> Callable[..., Any] | None:
     return getattr(module, "rank_label_issues", None)
 
 
-def issue_ids(result: Any) -> list[int]:
-    """Image ids from what a ranker returns: ids, or objects/dicts with an ``image_id``."""
-    ids: list[int] = []
-    for item in result or []:
-        if isinstance(item, int):
-            ids.append(item)
-        elif isinstance(item, dict) and "image_id" in item:
-            ids.append(int(item["image_id"]))
-        elif hasattr(item, "image_id"):
-            ids.append(int(item.image_id))
-        else:
-            raise TypeError(f"rank_label_issues returned an item without an image id: {item!r}")
-    return ids
+def prediction_coverage(session: Session, run_id: int) -> tuple[int, int]:
+    """(labelled images with a prediction of ``run_id``, labelled images).
+
+    Suggestions are made for unlabelled images, so the model's view of a label exists only
+    for images labelled after their suggestion was made.
+    """
+    labelled = Image.status == "labelled"
+    total = session.scalar(select(func.count()).select_from(Image).where(labelled)) or 0
+    covered = (
+        session.scalar(
+            select(func.count())
+            .select_from(Prediction)
+            .join(Image, Image.id == Prediction.image_id)
+            .where(Prediction.run_id == run_id, labelled)
+        )
+        or 0
+    )
+    return int(covered), int(total)
+
+
+@dataclass(frozen=True)
+class RankedIssue:
+    """One image of the label-issue ranking: what the ranker believes instead, how sure."""
+
+    image_id: int
+    suggestion: Suggestion | None
+    note: str
+
+
+def ranked_issue(item: Any) -> RankedIssue:
+    """A :class:`RankedIssue` from what a ranker returns: an id, a dict or an object.
+
+    ``training.label_issues.LabelIssue`` carries ``level`` (model | sku), ``suggested`` (the
+    model or SKU the cross-validated heads believe), ``given_model`` and ``score`` (how
+    likely the label is wrong); its suggestion becomes the card's tick box.
+    """
+    if isinstance(item, int):
+        return RankedIssue(item, None, "flagged by the label-issue ranking")
+    get = item.get if isinstance(item, dict) else lambda k, d=None: getattr(item, k, d)
+    image_id = get("image_id")
+    if image_id is None:
+        raise TypeError(f"rank_label_issues returned an item without an image id: {item!r}")
+    level, suggested, score = get("level"), get("suggested"), get("score")
+    suggestion = None
+    if suggested and level == "model":
+        suggestion = Suggestion(str(suggested), None, None, None)
+    elif suggested and level == "sku" and get("given_model"):
+        suggestion = Suggestion(str(get("given_model")), None, str(suggested), None)
+    doubt = f" (doubt {100 * float(score):.0f}%)" if isinstance(score, int | float) else ""
+    what = f"likely {suggested}" if suggested else "label doubted"
+    return RankedIssue(int(image_id), suggestion, f":material/troubleshoot: {what}{doubt}")
+
+
+def with_issues(cards: list[Card], issues: dict[int, RankedIssue]) -> list[Card]:
+    """Cards showing the ranker's belief and doubt instead of the active run's suggestion."""
+    out = []
+    for card in cards:
+        issue = issues.get(card.image_id)
+        if issue is not None:
+            card = replace(card, suggestion=issue.suggestion or card.suggestion, note=issue.note)
+        out.append(card)
+    return out
 
 
 def still_to_review(session: Session, ids: list[int]) -> list[int]:
@@ -124,13 +177,29 @@ def still_to_review(session: Session, ids: list[int]) -> list[int]:
     return [i for i in ids if i in keep]
 
 
-def ranked_issues(cat: Catalogue, run_id: int | None, limit: int = 200) -> list[int] | None:
-    """Image ids the label-issue ranker flags, or None when that ranker is not installed.
+@dataclass(frozen=True)
+class SavedRanking:
+    """The last label-issue ranking that ``python -m training issues`` stored."""
 
-    The ranker's own errors (no cached embeddings yet: a ``LookupError``) propagate.
+    at: str | None
+    issues: list[RankedIssue]
+    problem: str | None = None
+
+
+def saved_ranking(data_dir: Path) -> SavedRanking | None:
+    """The stored ranking (flagged images, most doubted first); None when there is none.
+
+    An unreadable file is a ranking with a ``problem`` (said on the page), not an error.
     """
-    rank = label_issue_ranker()
-    if rank is None:
+    path = label_issues_path(data_dir)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
-    with cat.read() as session:
-        return issue_ids(rank(session, run_id=run_id, limit=limit))[:limit]
+    except (OSError, ValueError) as exc:
+        return SavedRanking(None, [], f"{path} cannot be read ({exc}): rank again")
+    try:
+        items = [i for i in raw["issues"] if i.get("flagged", True)]
+        return SavedRanking(raw.get("at"), [ranked_issue(i) for i in items])
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        return SavedRanking(raw.get("at"), [], f"{path} is not a ranking ({exc}): rank again")

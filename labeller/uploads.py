@@ -12,7 +12,7 @@ from pathlib import PurePath
 from PIL import Image
 
 from db import Catalogue
-from db.images import ImageError, decode_image
+from db.images import ImageError, decode_image, sha256_hex
 from db.ops import IngestResult, Source, ingest_prepared, prepare_image
 
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "gif")
@@ -53,6 +53,24 @@ def check_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> U
             f"{max_bytes / 2**20:.0f} MiB)"
         )
     return Upload(name, data, decode_image(data, name))
+
+
+def distinct(items: list[Upload]) -> tuple[list[Upload], list[tuple[str, str]]]:
+    """The uploads with different bytes, in order, and ``(name, same as name)`` for repeats.
+
+    The same photo chosen twice (or under two names) is one picture: one answer, one add.
+    """
+    seen: dict[str, str] = {}
+    kept: list[Upload] = []
+    repeats: list[tuple[str, str]] = []
+    for item in items:
+        sha = sha256_hex(item.data)
+        if sha in seen:
+            repeats.append((item.name, seen[sha]))
+            continue
+        seen[sha] = item.name
+        kept.append(item)
+    return kept, repeats
 
 
 def add_to_catalogue(cat: Catalogue, upload: Upload, user: str) -> IngestResult:

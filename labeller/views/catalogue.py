@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from db import Catalogue, ops, taxonomy
 from labeller import common
+from labeller.labelling import normalise_style_code
 
 P = "cat_"
 MAX_SKU_ROWS = 300
@@ -85,8 +86,21 @@ def _sku_frame(cat: Catalogue, skus: list[taxonomy.SkuRow]) -> pd.DataFrame:
     )
 
 
+def _missing(**fields: Any) -> bool:
+    """Say which fields of a form are still empty (``what=value``); True when any is."""
+    empty = [
+        name.replace("_", " ") for name, value in fields.items() if not str(value or "").strip()
+    ]
+    if empty:
+        st.error(f"Fill in {' and '.join(empty)} first.")
+    return bool(empty)
+
+
 def _apply(cat: Catalogue, what: str, change: Callable[[Session], Any]) -> None:
-    """Run one edit in a write transaction; say what happened or why not."""
+    """Run one edit in a write transaction; say what happened or why not.
+
+    After a change the page runs again, so that every list and picker shows it at once.
+    """
     try:
         with cat.write() as s:
             result = change(s)
@@ -96,6 +110,7 @@ def _apply(cat: Catalogue, what: str, change: Callable[[Session], Any]) -> None:
     relabelled = getattr(result, "images_relabelled", 0)
     extra = f" ({relabelled} images relabelled)" if relabelled else ""
     common.notify(f"{what}: done{extra}")
+    st.rerun()
 
 
 def _edits(cat: Catalogue, user: str) -> None:
@@ -111,7 +126,9 @@ def _edits(cat: Catalogue, user: str) -> None:
             name = st.text_input(
                 "Model name", key=f"{P}new_model_name", placeholder="Nike Dunk Low"
             )
-            if st.form_submit_button("Create model", key=f"{P}create_model"):
+            if st.form_submit_button("Create model", key=f"{P}create_model") and not _missing(
+                model_name=name
+            ):
                 _apply(cat, f"Create model {name}", lambda s: taxonomy.create_model(s, name, user))
         with b, st.form(f"{P}new_sku", clear_on_submit=True, border=False):
             st.markdown("**New SKU**")
@@ -119,7 +136,10 @@ def _edits(cat: Catalogue, user: str) -> None:
             code = c1.text_input("Style code", key=f"{P}new_sku_code", placeholder="DD1391-100")
             parent = c2.selectbox("Model", models, index=None, key=f"{P}new_sku_model")
             colour = c3.text_input("Colourway", key=f"{P}new_sku_colour", placeholder="Panda")
-            if st.form_submit_button("Create SKU", key=f"{P}create_sku"):
+            code = normalise_style_code(code)
+            if st.form_submit_button("Create SKU", key=f"{P}create_sku") and not _missing(
+                style_code=code, model=parent
+            ):
                 _apply(
                     cat,
                     f"Create SKU {code}",
@@ -131,7 +151,9 @@ def _edits(cat: Catalogue, user: str) -> None:
             st.markdown("**Rename a model**")
             old = st.selectbox("Model", models, index=None, key=f"{P}rn_model_old")
             new = st.text_input("New name", key=f"{P}rn_model_new")
-            if st.form_submit_button("Rename model", key=f"{P}rename_model_go"):
+            if st.form_submit_button("Rename model", key=f"{P}rename_model_go") and not _missing(
+                model=old, new_name=new
+            ):
                 _apply(
                     cat,
                     f"Rename {old} to {new}",
@@ -141,9 +163,11 @@ def _edits(cat: Catalogue, user: str) -> None:
             st.markdown("**Rename an SKU** (style code, colourway)")
             old_code = st.selectbox("SKU", codes, index=None, key=f"{P}rn_sku_old", format_func=fmt)
             c1, c2 = st.columns(2)
-            new_code = c1.text_input("New style code", key=f"{P}rn_sku_new")
+            new_code = normalise_style_code(c1.text_input("New style code", key=f"{P}rn_sku_new"))
             colour = c2.text_input("New colourway (optional)", key=f"{P}rn_sku_colour")
-            if st.form_submit_button("Rename SKU", key=f"{P}rename_sku_go"):
+            if st.form_submit_button("Rename SKU", key=f"{P}rename_sku_go") and not _missing(
+                SKU=old_code, new_style_code_or_colourway=new_code or colour
+            ):
                 _apply(
                     cat,
                     f"Rename SKU {old_code}",
@@ -165,7 +189,9 @@ def _edits(cat: Catalogue, user: str) -> None:
             st.markdown("**Merge models**")
             src = st.selectbox("Merge this model", models, index=None, key=f"{P}mg_model_src")
             dst = st.selectbox("into this one", models, index=None, key=f"{P}mg_model_dst")
-            if st.form_submit_button("Merge models", key=f"{P}merge_models_go"):
+            if st.form_submit_button("Merge models", key=f"{P}merge_models_go") and not _missing(
+                model_to_merge=src, model_to_keep=dst
+            ):
                 _apply(
                     cat,
                     f"Merge {src} into {dst}",
@@ -179,7 +205,9 @@ def _edits(cat: Catalogue, user: str) -> None:
             dst_code = st.selectbox(
                 "into this one", codes, index=None, key=f"{P}mg_sku_dst", format_func=fmt
             )
-            if st.form_submit_button("Merge SKUs", key=f"{P}merge_skus_go"):
+            if st.form_submit_button("Merge SKUs", key=f"{P}merge_skus_go") and not _missing(
+                SKU_to_merge=src_code, SKU_to_keep=dst_code
+            ):
                 _apply(
                     cat,
                     f"Merge {src_code} into {dst_code}",
@@ -190,7 +218,9 @@ def _edits(cat: Catalogue, user: str) -> None:
         c1, c2 = st.columns(2)
         code = c1.selectbox("SKU", codes, index=None, key=f"{P}mv_sku", format_func=fmt)
         target = c2.selectbox("New model", models, index=None, key=f"{P}mv_model")
-        if st.form_submit_button("Move SKU", key=f"{P}move_go"):
+        if st.form_submit_button("Move SKU", key=f"{P}move_go") and not _missing(
+            SKU=code, new_model=target
+        ):
             _apply(
                 cat,
                 f"Move {code} to {target}",
@@ -221,9 +251,15 @@ def _describe(detail: dict[str, Any]) -> str:
 
 
 def render() -> None:
-    st.header("Catalogue")
+    st.title("Catalogue")
     cat = common.catalogue()
-    _browse(cat)
+    if not common.label_choices(cat).models:
+        st.info(
+            "No sneaker models yet. Create them below, import a labelled folder or load the "
+            "demo data on Overview; a crawl brings weak labels that you confirm on Label."
+        )
+    else:
+        _browse(cat)
     st.subheader("Change the catalogue")
     user = common.require_user()
     if user is not None:

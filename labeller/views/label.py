@@ -6,7 +6,7 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from db import Catalogue, ops
-from labeller import common, grid, labelling
+from labeller import common, grid, jobs, labelling
 from labeller.labelling import QUEUE_KINDS, QueueSpec
 
 P = "lab_"  # widget key prefix of this page
@@ -35,35 +35,27 @@ def _queue_controls(cat: Catalogue, run_id: int | None) -> tuple[QueueSpec, int]
                 else "No active run yet: unlabelled images in the order they came in."
             )
         elif kind == "suggested":
-            options = labelling.suggested_choices(s, run_id) if run_id else []
-            pick = st.selectbox(
+            model, sku = _label_choice(
                 "Suggested model / SKU",
-                options,
-                index=None,
-                format_func=lambda o: f"{grid.weak_label(o[0], o[1])} ({o[2]})",
-                key=f"{P}suggested",
-                placeholder="Any suggestion" if run_id else "No active run",
+                labelling.suggested_choices(s, run_id) if run_id else [],
+                f"{P}suggested",
+                "Any suggestion" if run_id else "No active run",
             )
-            spec = QueueSpec(
-                kind=kind,
-                suggested_model=pick[0] if pick else None,
-                suggested_sku=pick[1] if pick else None,
-            )
+            spec = QueueSpec(kind=kind, suggested_model=model, suggested_sku=sku)
         elif kind == "weak":
-            options = labelling.weak_choices(s)
-            pick = st.selectbox(
-                "Weak label",
-                options,
-                index=None,
-                format_func=lambda o: f"{grid.weak_label(o[0], o[1])} ({o[2]})",
-                key=f"{P}weak",
-                placeholder="Any weak label",
+            model, sku = _label_choice(
+                "Weak label", labelling.weak_choices(s), f"{P}weak", "Any weak label"
             )
-            spec = QueueSpec(
-                kind=kind, weak_model=pick[0] if pick else None, weak_sku=pick[1] if pick else None
-            )
+            spec = QueueSpec(kind=kind, weak_model=model, weak_sku=sku)
+            _prefill_pickers(cat, (model, sku) if model or sku else None)
         elif kind == "duplicates":
-            st.caption("Unlabelled images grouped by near-duplicate group.")
+            groups, images = labelling.duplicate_summary(s)
+            st.caption(
+                f"{images:,} unlabelled images in {groups:,} near-duplicate groups, group by "
+                "group (then the images in no group)."
+                if groups
+                else "No near-duplicate groups found yet: find them below."
+            )
         else:
             spec = _filter_controls(cat, s)
     fingerprint = (spec, page_size)
@@ -72,6 +64,76 @@ def _queue_controls(cat: Catalogue, run_id: int | None) -> tuple[QueueSpec, int]
         st.session_state[PAGE_KEY] = 0
         st.session_state.pop(GRID_KEY, None)
     return spec, page_size
+
+
+def _label_choice(
+    label: str, counted: list[tuple[str | None, str | None, int]], key: str, placeholder: str
+) -> tuple[str | None, str | None]:
+    """A picker of (model, SKU) pairs with their image counts.
+
+    Its values are the pairs' keys, not the counted tuples, so a choice stays chosen while
+    labelling changes the counts.
+    """
+    counts = {labelling.choice_key(m, k): n for m, k, n in counted}
+    chosen = st.session_state.get(key)
+    if chosen and chosen not in counts:
+        counts[chosen] = 0  # labelled to the end: still chosen, now empty
+    picked = st.selectbox(
+        label,
+        list(counts),
+        index=None,
+        format_func=lambda c: f"{labelling.choice_text(c)} ({counts.get(c, 0):,})",
+        key=key,
+        placeholder=placeholder,
+    )
+    return labelling.split_choice_key(picked)
+
+
+def _prefill_pickers(cat: Catalogue, pick: tuple[str | None, str | None] | None) -> None:
+    """A newly chosen weak label fills the label pickers with what it names (where known).
+
+    Labelling a page of one weak label is then: untick nothing, select all, Label selected.
+    """
+    last = st.session_state.get(f"{P}weak_prefilled")
+    if pick == last:
+        return
+    st.session_state[f"{P}weak_prefilled"] = pick
+    if pick is None:
+        return
+    model, sku = labelling.prefill_from_weak(common.label_choices(cat), pick[0], pick[1])
+    if model:
+        st.session_state[f"{P}pick_model"] = model
+        st.session_state[f"{P}pick_sku"] = sku
+
+
+def _find_duplicates(cat: Catalogue) -> None:
+    """Near-duplicate groups are found outside the app (``python -m db duplicates --apply``).
+
+    When a search ends, the page shown is loaded again, now in group order.
+    """
+    status = jobs.job_status(cat, jobs.DUPLICATES)
+    running = status is not None and status.running
+    mark = (status.job.pid, running) if status else None
+    if st.session_state.get(f"{P}dups_seen", mark) != mark and not running:
+        _reload()
+    st.session_state[f"{P}dups_seen"] = mark
+    c1, c2 = st.columns([2, 5], vertical_alignment="center")
+    if c1.button(
+        "Find near-duplicates",
+        key=f"{P}find_dups",
+        icon=":material/content_copy:",
+        disabled=running,
+        help="Runs `python -m db duplicates --apply` in the background: perceptual hashes, "
+        "mirrored copies and cached embeddings. Labelling goes on meanwhile.",
+    ):
+        try:
+            jobs.start_job(cat, jobs.DUPLICATES)
+        except jobs.JobError as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
+    with c2:
+        common.job_progress(jobs.DUPLICATES)
 
 
 def _filter_controls(cat: Catalogue, session: Session) -> QueueSpec:
@@ -155,7 +217,7 @@ def _grid_fragment(spec: QueueSpec, page_size: int, run_id: int | None, user: st
     )
 
     with st.container(border=True):
-        model, sku = common.label_picker(cat, choices, P)
+        picked = common.label_picker(cat, choices, P)
         lc = st.columns([2, 2, 6], vertical_alignment="center")
         do_label = lc[0].button(
             "Label selected",
@@ -163,7 +225,7 @@ def _grid_fragment(spec: QueueSpec, page_size: int, run_id: int | None, user: st
             shortcut="L",
             icon=":material/sell:",
             width="stretch",
-            disabled=not (model or sku),
+            disabled=not picked.ready,
         )
         clear = lc[1].button("Clear selection", key=f"{P}clear", width="stretch")
 
@@ -175,7 +237,7 @@ def _grid_fragment(spec: QueueSpec, page_size: int, run_id: int | None, user: st
             accept=accept,
             reject=reject,
             undo=undo,
-            label=(model, sku) if do_label else None,
+            label=(picked.model, picked.typed) if do_label else None,
             choices=choices,
         )
     except ops.CatalogueError as exc:
@@ -226,9 +288,11 @@ def _act(
     elif reject:
         action = labelling.reject_images(cat, common.selected_ids(cards, P), user)
     elif label is not None:
-        model, sku = label
-        common.ensure_sku(cat, choices, model, sku, user)
-        action = labelling.label_images(cat, common.selected_ids(cards, P), model, sku, user)
+        ids = common.selected_ids(cards, P)
+        if not ids:
+            raise ops.CatalogueError("select images to label first")
+        picked = common.ensure_sku(cat, choices, label[0], label[1], user)
+        action = labelling.label_images(cat, ids, picked.model, picked.sku, user)
     if action is None:
         return None
     common.push_action(action)
@@ -236,8 +300,30 @@ def _act(
     return action.message
 
 
+def _suggestions_note(cat: Catalogue, run_id: int | None, run_name: str | None) -> None:
+    if run_id is None:
+        st.caption(
+            "No active model yet, so no suggestions: label by hand (the weak-label queue "
+            "fills the pickers), then train and promote a run on the Train page."
+        )
+        return
+    with cat.read() as s:
+        covered, unlabelled = labelling.suggestion_coverage(s, run_id)
+    if unlabelled and not covered:
+        st.info(
+            f"The active run **{run_name}** has no suggestions yet: refresh them on the Train "
+            "page (they are computed in the background).",
+            icon=":material/smart_toy:",
+        )
+    else:
+        st.caption(
+            f"Suggestions from the active run **{run_name}** for {covered:,} of "
+            f"{unlabelled:,} unlabelled images."
+        )
+
+
 def render() -> None:
-    st.header("Label")
+    st.title("Label")
     cat = common.catalogue()
     if common.image_count(cat) == 0:
         st.info("The catalogue is empty: load the demo data or import a folder on Overview.")
@@ -250,6 +336,7 @@ def render() -> None:
         run_id = run.id if run else None
         run_name = (run.name or f"run {run.id}") if run else None
     spec, page_size = _queue_controls(cat, run_id)
-    if run_name:
-        st.caption(f"Suggestions from the active run: **{run_name}**")
+    _suggestions_note(cat, run_id, run_name)
+    if spec.kind == "duplicates":
+        _find_duplicates(cat)
     _grid_fragment(spec, page_size, run_id, user)

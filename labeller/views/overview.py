@@ -104,8 +104,9 @@ def _status_and_splits(stats: dict[str, Any]) -> None:
         st.markdown("**Labelled images per model**")
         if stats["by_model"]:
             st.bar_chart(
-                pd.Series(stats["by_model"], name="images"),
+                pd.Series(stats["by_model"], name="images").sort_values(ascending=False),
                 horizontal=True,
+                sort=False,
                 height=max(160, 28 * len(stats["by_model"])),
             )
         else:
@@ -114,7 +115,11 @@ def _status_and_splits(stats: dict[str, Any]) -> None:
         st.markdown("**Split balance** (labelled images)")
         splits = stats["by_split"]
         if splits:
-            st.bar_chart(pd.Series(splits, name="images"), height=220)
+            order = [k for k in ("train", "val", "test", "unassigned") if k in splits]
+            order += sorted(k for k in splits if k not in order)
+            st.bar_chart(
+                pd.Series({k: splits[k] for k in order}, name="images"), sort=False, height=220
+            )
         else:
             st.caption("No labelled images yet.")
 
@@ -217,7 +222,7 @@ def _health(cat: Catalogue) -> None:
 
 
 def render() -> None:
-    st.header("Overview")
+    st.title("Overview")
     cat = common.catalogue()
     if LAST_IMPORT in st.session_state:
         with st.expander("Last import", expanded=True):

@@ -9,10 +9,11 @@ import streamlit as st
 
 from db import Catalogue, open_catalogue
 from db.images import ImageError, sha256_hex
+from inference.bundle import BundleError
 from inference.cascade import CascadePrediction
 from inference.predictor import NoActiveModel, Predictor, active_bundle_dir
 from labeller import similar, uploads
-from labeller.common import catalogue, current_user
+from labeller.common import catalogue, current_user, square_thumbnail
 
 NEIGHBOURS = 6
 NEIGHBOUR_VIEW = "colour"
@@ -33,11 +34,21 @@ def _index(data_dir: str, key: str, view: str, version: tuple[int, int]) -> simi
 
 
 def _active_predictor(cat: Catalogue) -> Predictor | None:
+    """The active run's predictor; None (and why, said on the page) when there is none."""
     try:
         run_id, folder = active_bundle_dir(cat)
     except NoActiveModel:
+        _no_model()
         return None
-    return _predictor(str(cat.data_dir), run_id, str(folder))
+    try:
+        return _predictor(str(cat.data_dir), run_id, str(folder))
+    except (BundleError, OSError, ValueError) as exc:
+        st.error(
+            f"The active model (run #{run_id}) cannot be loaded: {exc}. Promote another run, "
+            "or train a new one, on the Train page.",
+            icon=":material/error:",
+        )
+        return None
 
 
 def _train_page() -> None:
@@ -133,7 +144,7 @@ def _neighbours(cat: Catalogue, predictor: Predictor, image_embedding: np.ndarra
     for col, hit in zip(cols, hits, strict=False):
         thumb: Path = cat.store.thumbnail(hit)
         col.image(
-            str(thumb),
+            square_thumbnail(str(thumb)),
             width="stretch",
             caption=f"{hit.sku or hit.model or '?'} · {hit.similarity:.2f}",
         )
@@ -188,7 +199,6 @@ def render() -> None:
     cat = catalogue()
     predictor = _active_predictor(cat)
     if predictor is None:
-        _no_model()
         return
     st.caption(f"Active model: run #{predictor.run_id} · backbone {predictor.bundle.backbone}")
     items = _inputs()
@@ -200,6 +210,9 @@ def render() -> None:
             good.append(uploads.check_upload(name, data))
         except ImageError as exc:
             st.error(f"Cannot use this file — {exc}", icon=":material/broken_image:")
+    good, repeats = uploads.distinct(good)
+    for repeat, first in repeats:
+        st.caption(f":material/content_copy: {repeat} is the same picture as {first}: shown once.")
     if not good:
         return
     analyses = _analyse(predictor, good)

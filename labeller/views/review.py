@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from db import Catalogue, ops
-from labeller import common, grid, labelling, reviewing
+from labeller import common, grid, jobs, labelling, reviewing
 from labeller.grid import Card
 from labeller.reviewing import REVIEW_KINDS
 
@@ -13,42 +13,78 @@ P = "rev_"
 PAGE_KEY = "review_page"
 
 
-ISSUES_KEY = "rev_ranked_issues"
-
-
-def _rank_controls(cat: Catalogue, run_id: int | None) -> None:
-    """Make the label-issue ranking on request (it cross-validates: seconds to minutes)."""
+def _rank_controls(cat: Catalogue, backbone: str | None) -> None:
+    """Rank the labels on request, outside the app (``python -m training issues``: it
+    cross-validates heads on the cached embeddings, seconds to minutes); the ranking is
+    stored in the data folder, so every reviewer sees the last one."""
     if reviewing.label_issue_ranker() is None:
         st.info("The label-issue ranker (training.label_issues) is not installed.")
         return
-    if st.button(
+    running = jobs.job_running(cat, jobs.ISSUES)
+    c1, c2 = st.columns([2, 5], vertical_alignment="center")
+    if c1.button(
         "Rank label issues now",
         key=f"{P}rank",
         icon=":material/troubleshoot:",
-        help="Cross-validates heads on the cached embeddings; takes a while.",
+        disabled=running,
+        help="Cross-validates heads on the cached embeddings, in the background.",
     ):
         try:
-            with st.spinner("Ranking labels by how likely they are wrong…"):
-                st.session_state[ISSUES_KEY] = reviewing.ranked_issues(cat, run_id)
-        except LookupError as exc:
-            st.warning(f"Cannot rank label issues yet: {exc}")
+            # the active run's backbone: its embeddings are cached
+            jobs.start_job(cat, jobs.ISSUES, ("--backbone", backbone) if backbone else ())
+        except jobs.JobError as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
+    with c2:
+        common.job_progress(jobs.ISSUES)
+
+
+def _ranking(cat: Catalogue) -> reviewing.SavedRanking | None:
+    return reviewing.saved_ranking(cat.data_dir)
+
+
+def _ranked(cat: Catalogue) -> dict[int, reviewing.RankedIssue]:
+    saved = _ranking(cat)
+    return {i.image_id: i for i in saved.issues} if saved else {}
 
 
 def _ids(cat: Catalogue, kind: str, run_id: int | None) -> list[int] | None:
     """The image ids of one review list; None when it cannot be made (and say why)."""
     if kind == "issues":
-        ranked = st.session_state.get(ISSUES_KEY)
-        if ranked is None:
-            st.caption("No ranking in this session yet.")
+        saved = _ranking(cat)
+        if saved is None:
+            st.caption("No ranking yet: rank the labels above.")
             return None
+        if saved.problem:
+            st.warning(saved.problem)
+            return None
+        st.caption(
+            f"Ranking of {saved.at or 'unknown date'}: {len(saved.issues):,} labels "
+            "suspected, most doubted first (confirmed or changed ones leave the list)."
+        )
         with cat.read() as s:
-            return reviewing.still_to_review(s, ranked)
+            return reviewing.still_to_review(s, [i.image_id for i in saved.issues])
     if kind == "disagree" and run_id is None:
         st.info("No active run: train and promote one to see where the model disagrees.")
         return None
     with cat.read() as s:
         if kind == "disagree":
             assert run_id is not None
+            covered, labelled = reviewing.prediction_coverage(s, run_id)
+            if labelled and not covered:
+                st.info(
+                    f"The active run has no prediction for any of the {labelled:,} labelled "
+                    "images: suggestions are made for unlabelled images, so this list fills "
+                    "as people label images that had a suggestion. Rank the label issues "
+                    "(third list) to check the labels already there.",
+                    icon=":material/info:",
+                )
+                return None
+            st.caption(
+                f"Compared on the {covered:,} of {labelled:,} labelled images that have a "
+                "prediction of the active run."
+            )
             return reviewing.disagreements(s, run_id)
         return reviewing.weak_conflicts(s)
 
@@ -64,6 +100,8 @@ def _load(
     st.session_state[PAGE_KEY] = page
     with cat.read() as s:
         cards = labelling.cards_for(s, ids[page * page_size : (page + 1) * page_size], run_id)
+    if kind == "issues":
+        cards = reviewing.with_issues(cards, _ranked(cat))
     return ids, page, cards
 
 
@@ -83,9 +121,11 @@ def _act(
     elif clicked == "reject":
         action = labelling.reject_images(cat, common.selected_ids(cards, P), user)
     else:
-        model, sku = label
-        common.ensure_sku(cat, choices, model, sku, user)
-        action = labelling.label_images(cat, common.selected_ids(cards, P), model, sku, user)
+        ids = common.selected_ids(cards, P)
+        if not ids:
+            raise ops.CatalogueError("select images to label first")
+        picked = common.ensure_sku(cat, choices, label[0], label[1], user)
+        action = labelling.label_images(cat, ids, picked.model, picked.sku, user)
     common.push_action(action)
     common.forget_boxes(action.image_ids, P)
     return action.message
@@ -144,20 +184,20 @@ def _review_fragment(kind: str, page_size: int, run_id: int | None, user: str) -
         disabled=(page + 1) * page_size >= len(ids),
     )
     with st.container(border=True):
-        model, sku = common.label_picker(cat, common.label_choices(cat), P)
+        picked = common.label_picker(cat, common.label_choices(cat), P)
         clicks["label"] = st.button(
             "Label selected",
             key=f"{P}label",
             shortcut="L",
             icon=":material/sell:",
-            disabled=not (model or sku),
+            disabled=not picked.ready,
         )
 
     clicked = next((name for name, on in clicks.items() if on), None)
     changed = False
     if clicked:
         try:
-            message = _act(cat, cards, user, clicked, (model, sku))
+            message = _act(cat, cards, user, clicked, (picked.model, picked.typed))
         except ops.CatalogueError as exc:
             st.error(str(exc))
         else:
@@ -181,7 +221,7 @@ def _review_fragment(kind: str, page_size: int, run_id: int | None, user: str) -
 
 
 def render() -> None:
-    st.header("Review")
+    st.title("Review")
     cat = common.catalogue()
     user = common.require_user()
     if user is None:
@@ -189,6 +229,7 @@ def render() -> None:
     with cat.read() as s:
         run = labelling.active_run(s)
         run_id = run.id if run else None
+        backbone = (run.params or {}).get("backbone") if run else None
     top = st.columns([6, 2], vertical_alignment="bottom")
     kind = top[0].segmented_control(
         "Review",
@@ -209,5 +250,5 @@ def render() -> None:
         "and what the pages it came from claim. Confirm a label to take it off this list."
     )
     if kind == "issues":
-        _rank_controls(cat, run_id)
+        _rank_controls(cat, backbone)
     _review_fragment(str(kind or "disagree"), page_size, run_id, user)

@@ -9,7 +9,7 @@ from db import Catalogue
 from db.ops import CatalogueError
 from db.splits import assign_splits, class_balance, find_leaks, lock_split, off_ratio, parse_ratios
 from labeller import splitview
-from labeller.common import catalogue, current_user
+from labeller.common import catalogue, current_user, image_count
 
 SPLIT_COLOURS = ["#4C78A8", "#F58518", "#54A24B", "#BAB0AC"]
 """train, val, test, none."""
@@ -40,6 +40,10 @@ def _assign_form(cat: Catalogue, user: str | None) -> None:
             "Assign splits", type="primary", key="splits_assign", disabled=user is None
         )
     if not submitted or user is None:
+        return
+    problem = splitview.percent_problem(train, val, test)
+    if problem:
+        st.error(problem)
         return
     try:
         ratios = parse_ratios({"train": train, "val": val, "test": test})
@@ -110,18 +114,30 @@ def _balance(cat: Catalogue, ratios: dict[str, float]) -> None:
             delta_arrow="off",
             border=True,
         )
-    frame = pd.DataFrame(splitview.balance_records(rows, models))
-    chart = frame.set_index("class")[list(splitview.COLUMNS)]
+    records = splitview.balance_records(rows, models)
+    frame = pd.DataFrame(records)
+    off = off_ratio(rows, ratios)
+    off_rows = {id(row) for row, _ in off}
+    shown = splitview.chart_rows(
+        records,
+        off=[rec["class"] for rec, row in zip(records, rows, strict=True) if id(row) in off_rows],
+    )
+    if len(shown) < len(records):
+        st.caption(
+            f"The chart shows {len(shown)} of {len(records)} classes: those off the ratios "
+            "first, then the smallest. The table below lists every class."
+        )
+    chart = pd.DataFrame(shown).set_index("class")[list(splitview.COLUMNS)]
     st.bar_chart(
         chart,
         horizontal=True,
         color=SPLIT_COLOURS,
         stack=True,
-        height=min(900, max(240, 22 * len(rows) + 60)),
-        x_label="labelled images",
-        y_label="",
+        sort=False,
+        height=max(240, 28 * len(shown) + 70),
+        x_label="",
+        y_label="labelled images",
     )
-    off = off_ratio(rows, ratios)
     if off:
         st.warning(
             f"{len(off)} class(es) miss the ratios by more than one image: "
@@ -174,6 +190,9 @@ def render() -> None:
     st.title("Splits")
     st.caption("Train, validation and test sets: fixed per image once assigned.")
     cat = catalogue()
+    if image_count(cat) == 0:
+        st.info("The catalogue is empty: load the demo data or import a folder on Overview.")
+        return
     user = current_user()
     if user is None:
         st.info(

@@ -10,7 +10,7 @@ import streamlit as st
 from db import Catalogue
 from db.models import Run
 from inference.backbones import DEFAULT_BACKBONE, backbone_names, get_spec
-from labeller import jobs
+from labeller import common, jobs
 from labeller.common import catalogue
 from training.fit import FitParams
 
@@ -35,6 +35,8 @@ HEADLINE_METRICS = (
 
 def _new_run_form(cat: Catalogue) -> None:
     names = backbone_names()
+    with cat.read() as s:
+        ready = jobs.training_readiness(s)
     with st.form("train_form", border=True):
         st.markdown("**New run** — trains outside the app; you can leave this page and come back.")
         c1, c2 = st.columns(2)
@@ -47,8 +49,17 @@ def _new_run_form(cat: Catalogue) -> None:
             format_func=lambda n: f"{n} — {get_spec(n).description}",
         )
         params, auto_promote = training_options()
+        st.caption(f"The run learns from {ready.summary}.")
+        for problem in ready.problems:
+            st.warning(problem, icon=":material/block:")
+        for warning in ready.warnings:
+            st.caption(f":material/warning: {warning}")
         submitted = st.form_submit_button(
-            "Start training", type="primary", key="train_start", icon=":material/play_arrow:"
+            "Start training",
+            type="primary",
+            key="train_start",
+            icon=":material/play_arrow:",
+            disabled=bool(ready.problems),
         )
     if submitted:
         try:
@@ -135,7 +146,12 @@ def _live_runs_body() -> None:
     watched.clear()
     watched.update(r.id for r in runs if r.status in jobs.UNFINISHED)
     if finished:
-        # A run finished since the last refresh: redraw the whole page (tables, compare).
+        # A run finished since the last refresh: one promoted on success gets fresh
+        # suggestions; then redraw the whole page (tables, compare).
+        with cat.read() as s:
+            active = jobs.active_run(s)
+        if active is not None and active.id in finished:
+            _refresh_after_promotion(cat, active.id)
         st.rerun(scope="app")
     if not runs:
         return
@@ -176,13 +192,17 @@ def _runs_table(runs: list[Run]) -> None:
     st.dataframe(pd.DataFrame(records), hide_index=True, width="stretch", key="train_runs")
 
 
-def _failed(runs: list[Run]) -> None:
+def _failed(cat: Catalogue, runs: list[Run]) -> None:
     for run in runs:
         if run.status == "failed":
             with st.expander(f":material/error: Run #{run.id} failed — why", expanded=False):
-                st.error(run.error or "no reason recorded")
-                if run.message and run.message not in ("failed", run.error):
-                    st.code(run.message, language=None)
+                st.error(jobs.failure_text(run), icon=":material/error:")
+                details = jobs.failure_details(run)
+                if details and st.toggle(
+                    "Show the technical details", key=f"train_failed_details_{run.id}"
+                ):
+                    st.code(details, language=None)
+                st.caption(f"Log: `{jobs.run_log(cat, run.id)}`")
 
 
 # --- comparing and promoting --------------------------------------------------------------
@@ -206,10 +226,16 @@ def _compare(cat: Catalogue, runs: list[Run]) -> None:
     chosen = [r for r in done if r.id in chosen_ids]
     if not chosen:
         return
-    table = jobs.compare_table(chosen)
-    frame = pd.DataFrame.from_dict(table, orient="index")
+    if len({r.fingerprint for r in chosen}) > 1:
+        st.caption(
+            ":material/warning: These runs learnt from different data (labels or splits "
+            "changed in between), so their scores are not measured on the same images. Lock "
+            "the test split on the Splits page to keep test scores comparable."
+        )
+    table = jobs.compare_table(chosen, params_last=True)
+    frame = pd.DataFrame.from_dict(table, orient="index").map(jobs.format_value)
     frame.index.name = "metric"
-    st.dataframe(frame.astype(str), width="stretch", key="train_compare_table")
+    st.dataframe(frame, width="stretch", key="train_compare_table")
     cols = st.columns(len(chosen))
     for col, run in zip(cols, chosen, strict=True):
         with col:
@@ -254,40 +280,37 @@ def _promote(cat: Catalogue, runs: list[Run]) -> None:
         except jobs.JobError as exc:
             st.error(str(exc))
             return
-        st.toast(f"Run #{run_id} is now active")
+        st.toast(f"Run #{run_id} is now active", icon=":material/upgrade:")
+        _refresh_after_promotion(cat, int(run_id))
         st.rerun()
+
+
+def _refresh_after_promotion(cat: Catalogue, run_id: int) -> None:
+    """A newly active run has no suggestions: start computing them (in the background)."""
+    try:
+        jobs.start_suggest(cat)
+    except jobs.JobError as exc:  # one is already under way: it uses the old run
+        st.toast(f"Suggestions of run #{run_id}: {exc}", icon=":material/warning:")
+    else:
+        st.toast(f"Refreshing suggestions with run #{run_id}…", icon=":material/refresh:")
 
 
 # --- suggestions --------------------------------------------------------------------------
 
 
-def _suggest_status_body() -> None:
-    cat = catalogue()
-    status = jobs.suggest_status(cat)
-    if status is None:
-        st.caption("Suggestions have not been refreshed from the app yet.")
-        return
-    if status.running:
-        st.progress(status.fraction or 0.0, text=status.last_line or "starting…")
-        st.session_state["train_suggest_running"] = True
-    else:
-        if st.session_state.pop("train_suggest_running", False):
-            st.rerun(scope="app")
-        st.caption(
-            f"Last refresh started {status.job.started_at}: {status.last_line or 'no output'}"
-        )
-    if status.log_tail:
-        with st.expander("Log"):
-            st.code(status.log_tail, language=None)
-
-
-def _suggestions(cat: Catalogue) -> None:
-    st.subheader("Suggestions")
-    st.caption("The active model's predictions on unlabelled images, shown on the Label page.")
-    current = jobs.suggest_status(cat)
-    running = current is not None and current.running
+def _suggestions(cat: Catalogue, runs: list[Run]) -> None:
+    st.markdown(
+        "**Suggestions**: the active model's predictions on unlabelled images, shown "
+        "on the Label page; they are refreshed on promotion."
+    )
+    active = next((r for r in runs if r.active), None)
+    running = jobs.job_running(cat, jobs.SUGGEST)
     if st.button(
-        "Refresh suggestions", key="train_suggest", icon=":material/refresh:", disabled=running
+        "Refresh suggestions",
+        key="train_suggest",
+        icon=":material/refresh:",
+        disabled=running or active is None,
+        help=None if active else "Promote a run first: suggestions come from the active model.",
     ):
         try:
             jobs.start_suggest(cat)
@@ -295,7 +318,7 @@ def _suggestions(cat: Catalogue) -> None:
             st.error(str(exc))
         else:
             st.rerun()
-    st.fragment(_suggest_status_body, run_every=POLL_BUSY_S if running else None)()
+    common.job_progress(jobs.SUGGEST, "Suggestions have not been refreshed from the app yet.")
 
 
 def render() -> None:
@@ -311,10 +334,9 @@ def render() -> None:
         return
     st.subheader("Runs")
     _runs_table(runs)
-    _failed(runs)
+    _failed(cat, runs)
     st.divider()
     _promote(cat, runs)
+    _suggestions(cat, runs)
     st.divider()
     _compare(cat, runs)
-    st.divider()
-    _suggestions(cat)

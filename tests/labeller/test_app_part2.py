@@ -131,6 +131,20 @@ def test_splits_page_assigns_locks_and_shows_balance(labelled: Catalogue) -> Non
     assert f"**{len(test_images)}** test images locked" in _texts(at)
 
 
+def test_splits_page_refuses_percentages_that_do_not_add_up(labelled: Catalogue) -> None:
+    with labelled.read() as s:
+        before = s.execute(select(Image.id, Image.split).order_by(Image.id)).all()
+    at = _app(_splits_page)
+    at.number_input(key="splits_test").set_value(30)  # 70 + 15 + 30
+    at.button(key="splits_assign").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Train, val and test add up to 115%, not 100%: change one of them (nothing was assigned)."
+    ]
+    with labelled.read() as s:
+        assert s.execute(select(Image.id, Image.split).order_by(Image.id)).all() == before
+
+
 def test_splits_page_needs_a_name_to_change_anything(labelled: Catalogue) -> None:
     at = _app(_splits_page, user=None)
     assert not at.exception
@@ -190,31 +204,55 @@ def test_train_page_runs_promotes_and_refreshes_suggestions(trained: Catalogue) 
     with trained.read() as s:
         assert list(s.scalars(select(Run.id).where(Run.active))) == [run_id]
 
+    # promoting starts the refresh of the suggestions with the new run, in the background
+    from labeller.jobs import suggest_status
+
+    started = suggest_status(trained)
+    assert started is not None and started.job.args == ("training", "suggest")
+    n = _wait_suggestions(trained, run_id)
+    at.run()
+    assert f"stored {n} suggestions" in _texts(at)
+
+    # and the button refreshes them again on request (disabled while one runs)
+    assert not at.button(key="train_suggest").disabled
     at.button(key="train_suggest").click().run()
     assert not at.exception
+    again = suggest_status(trained)
+    assert again is not None and again.job.pid != started.job.pid
+    assert _wait_suggestions(trained, run_id) == n
+
+
+def _wait_suggestions(cat: Catalogue, run_id: int) -> int:
+    """Wait for the suggestion refresh to end; it covered every unlabelled image. Their count."""
+    from labeller.jobs import suggest_status
+
     deadline = time.monotonic() + 300
     while True:
-        with trained.read() as s:
-            n = s.scalar(
-                select(func.count()).select_from(Prediction).where(Prediction.run_id == run_id)
-            )
-            unlabelled = s.scalar(
-                select(func.count()).select_from(Image).where(Image.status == "new")
-            )
-        from labeller.jobs import suggest_status
-
-        status = suggest_status(trained)
+        status = suggest_status(cat)
         if status is not None and not status.running:
             break
         assert time.monotonic() < deadline, "suggestions not refreshed in 300 s"
         time.sleep(1.0)
-    with trained.read() as s:
+    with cat.read() as s:
         n = s.scalar(
             select(func.count()).select_from(Prediction).where(Prediction.run_id == run_id)
         )
-    assert unlabelled and n == unlabelled
-    at.run()
-    assert f"stored {n} suggestions" in _texts(at)
+        unlabelled = s.scalar(select(func.count()).select_from(Image).where(Image.status == "new"))
+    assert unlabelled and n == unlabelled, status.log_tail
+    return int(n)
+
+
+def test_train_page_says_what_a_run_needs_before_it_starts(labelled: Catalogue) -> None:
+    with labelled.write() as s:  # labelled, but no image in a split
+        for image in s.scalars(select(Image)):
+            image.split = None
+    at = _app(_train_page)
+    assert not at.exception
+    assert at.button(key="train_start").disabled
+    assert any("assign splits on the Splits page first" in w.value for w in at.warning)
+    assert "labelled images (train 0, val 0, test 0, no split " in _texts(at)
+    with labelled.read() as s:
+        assert s.scalar(select(func.count()).select_from(Run)) == 0
 
 
 def test_train_page_shows_why_a_run_failed(trained: Catalogue) -> None:
@@ -223,8 +261,49 @@ def test_train_page_shows_why_a_run_failed(trained: Catalogue) -> None:
                   message="Traceback (most recent call last): ..."))  # fmt: skip
     at = _app(_train_page)
     assert not at.exception
-    assert any("no labelled images" in e.value for e in at.error)
+    # the reason in words, without the exception's class name; the traceback on request
+    assert any(e.value == "no labelled images" for e in at.error)
     assert any("failed" in e.label for e in at.expander)
+    assert not any("Traceback" in c.value for c in at.code)
+    details = next(t.key for t in at.toggle if t.key.startswith("train_failed_details_"))
+    at.toggle(key=details).set_value(True).run()
+    assert any("Traceback" in c.value for c in at.code)
+
+
+# --- Review: the label-issue ranking, made outside the app ---------------------------------
+
+
+def _review_page() -> None:
+    from labeller.views.review import render
+
+    render()
+
+
+def test_review_ranks_label_issues_in_the_background(trained: Catalogue) -> None:
+    from labeller import jobs
+
+    at = _app(_review_page)
+    at.segmented_control(key="rev_kind").set_value("issues").run()
+    assert "No ranking yet" in _texts(at)
+    at.button(key="rev_rank").click().run()
+    assert not at.exception
+    status = jobs.job_status(trained, jobs.ISSUES)
+    assert status is not None and status.job.args[-2:] == ("--backbone", "tiny")
+    deadline = time.monotonic() + 300
+    while jobs.job_running(trained, jobs.ISSUES):
+        assert time.monotonic() < deadline, "python -m training issues did not end in 300 s"
+        time.sleep(0.5)
+    at.run()
+    assert not at.exception
+    assert "labels suspected, most doubted first" in _texts(at), _texts(at)
+    notes = [c.value for c in at.caption if c.value.startswith(":material/troubleshoot: ")]
+    shown = [int(c.key.rsplit("_", 1)[1]) for c in at.checkbox if c.key.startswith("rev_sel_")]
+    assert notes and len(notes) == len(shown)  # every card says what the ranker believes
+    from labeller.reviewing import saved_ranking
+
+    saved = saved_ranking(trained.data_dir)
+    assert saved is not None and saved.issues
+    assert shown == [i.image_id for i in saved.issues][: len(shown)]  # most doubted first
 
 
 # --- Predict ------------------------------------------------------------------------------
@@ -284,6 +363,32 @@ def test_predict_page_refuses_a_bad_file_and_stores_nothing(trained: Catalogue) 
     assert not at.metric
     with trained.read() as s:
         assert s.scalar(select(func.count()).select_from(Image)) == before
+
+
+def test_predict_page_takes_the_same_photo_twice_once(trained: Catalogue) -> None:
+    data = _new_sneaker_png()
+    at = _app(_predict_page)
+    at.file_uploader(key="predict_files").upload("shoe.png", data, "image/png")
+    at.file_uploader(key="predict_files").upload("shoe copy.png", data, "image/png")
+    at.run()
+    assert not at.exception and not at.error
+    assert [m.label for m in at.metric] == ["Model", "SKU"]  # one answer
+    assert "shoe copy.png is the same picture as shoe.png: shown once." in _texts(at)
+
+
+def test_predict_page_with_an_unreadable_model_says_so(trained: Catalogue) -> None:
+    with trained.read() as s:
+        run = s.scalar(select(Run).where(Run.active))
+        assert run is not None and run.bundle_path
+        folder = trained.data_dir / run.bundle_path
+    meta = folder / "bundle.json" if folder.is_dir() else folder
+    meta.write_text('{"format": "something else"}')
+    at = _app(_predict_page)
+    assert not at.exception
+    assert any(f"The active model (run #{run.id}) cannot be loaded" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]
+    assert not at.file_uploader
 
 
 def test_predict_page_without_an_active_model(labelled: Catalogue) -> None:
