@@ -19,16 +19,20 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from inference.cascade import Cascade, Head
+from inference.cascade import Cascade, Familiarity, Head
 from inference.preprocess import Preprocessing
 
 FORMAT = "skulab-cascade"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
+"""Version 1 had no familiarity: its stage 1 compares the cosine to the centroids."""
+"""2: stage 1's open-set similarity is a Mahalanobis familiarity (1: nearest prototype)."""
 META_FILE = "bundle.json"
 HEADS_FILE = "heads.safetensors"
 BACKBONE_FILE = "backbone.safetensors"
 _HEAD_TENSORS = ("weight", "bias", "center", "centroids")
-_HEAD_SCALARS = ("temperature", "min_confidence", "min_similarity")
+_HEAD_SCALARS = ("temperature", "min_confidence")
+_FAMILIARITY_TENSORS = ("means", "basis", "basis_weight")
 
 
 class BundleError(ValueError):
@@ -62,8 +66,12 @@ def embedding_key(backbone: str, pre: Preprocessing, flipped: bool = False) -> s
     return key + (":hflip" if flipped else "")
 
 
-def _head_meta(head: Head) -> dict[str, float]:
-    return {k: float(getattr(head, k)) for k in _HEAD_SCALARS}
+def _head_meta(head: Head) -> dict[str, float | None]:
+    meta: dict[str, float | None] = {k: float(getattr(head, k)) for k in _HEAD_SCALARS}
+    meta["min_similarity"] = head.min_similarity
+    if head.familiarity is not None:
+        meta["familiarity_iso"] = head.familiarity.iso
+    return meta
 
 
 def save_bundle(bundle: Bundle, folder: Path) -> Path:
@@ -78,8 +86,10 @@ def save_bundle(bundle: Bundle, folder: Path) -> Path:
             continue
         for t in _HEAD_TENSORS:
             tensors[f"{name}.{t}"] = getattr(head, t).detach().float().contiguous()
-        if head.prototypes is not None:
-            tensors[f"{name}.prototypes"] = head.prototypes.detach().float().contiguous()
+        if head.familiarity is not None:
+            for t in _FAMILIARITY_TENSORS:
+                value = getattr(head.familiarity, t).detach().float().contiguous()
+                tensors[f"{name}.familiarity.{t}"] = value
         stages[name] = _head_meta(head)
     meta = {
         "format": FORMAT,
@@ -119,10 +129,18 @@ def _atomic(path: Path, write: Any) -> None:
 
 
 def _head(tensors: dict[str, torch.Tensor], name: str, meta: dict[str, Any]) -> Head:
+    familiarity = None
+    if "familiarity_iso" in meta:
+        familiarity = Familiarity(
+            **{t: tensors[f"{name}.familiarity.{t}"] for t in _FAMILIARITY_TENSORS},
+            iso=float(meta["familiarity_iso"]),
+        )
+    threshold = meta.get("min_similarity")
     return Head(
         **{t: tensors[f"{name}.{t}"] for t in _HEAD_TENSORS},
         **{k: float(meta[k]) for k in _HEAD_SCALARS},
-        prototypes=tensors.get(f"{name}.prototypes"),
+        min_similarity=None if threshold is None else float(threshold),
+        familiarity=familiarity,
     )
 
 
@@ -136,10 +154,10 @@ def load_bundle(folder: str | os.PathLike[str]) -> Bundle:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise BundleError(f"{meta_path}: unreadable JSON ({exc})") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+    if meta.get("format") != FORMAT or meta.get("version") not in READABLE:
         raise BundleError(
             f"{meta_path}: format {meta.get('format')!r} v{meta.get('version')!r}, "
-            f"expected {FORMAT!r} v{VERSION}"
+            f"expected {FORMAT!r} v{' or v'.join(map(str, READABLE))}"
         )
     try:
         tensors = load_file(str(folder / HEADS_FILE))

@@ -4,9 +4,11 @@ Stage 1 is a linear softmax head over sneaker models on the grayscale embedding;
 a linear head over SKUs on the colour embedding whose softmax runs within one model's
 SKUs. Embeddings are centred on the training mean and L2-normalised before the heads.
 Confidences are temperature-scaled; an answer is "unknown" (``None``) when its
-stage's own confidence (stage 2: P(SKU | model)) is below the stage's threshold or the embedding lies far from every
-training example of the predicted class (cosine to the class centroid), which catches
-sneakers that the catalogue does not have better than a softmax alone.
+stage's own confidence (stage 2: P(SKU | model)) is below the stage's threshold, or when the
+embedding lies far from what the stage was trained on: stage 1 measures that as the
+Mahalanobis distance to the nearest model (class means, one shared, shrunk within-class
+covariance: :class:`Familiarity`), stage 2 as the cosine to the predicted SKU's centroid.
+Both catch sneakers that the catalogue does not have better than a softmax alone.
 
 :func:`decide` is used by prediction, evaluation and suggestions alike.
 """
@@ -58,6 +60,34 @@ class CascadePrediction:
 
 
 @dataclass
+class Familiarity:
+    """How near an embedding lies to the training data of its nearest class.
+
+    The squared Mahalanobis distance to each class mean under one within-class covariance,
+    shrunk towards a multiple of the identity, ``S = cov + a I``, which keeps it defined on a
+    few dozen images of 1,280 dimensions. ``S``'s inverse is stored in low rank:
+    ``iso * I + basis.T @ diag(basis_weight) @ basis`` (the top eigenvectors of ``cov``).
+    The score is minus the distance per dimension: higher is more familiar.
+    """
+
+    means: torch.Tensor  # classes x dim
+    basis: torch.Tensor  # rank x dim, orthonormal rows
+    basis_weight: torch.Tensor  # rank, 1/(eigenvalue + a) - 1/a (<= 0)
+    iso: float  # 1/a
+
+    def scores(self, feats: torch.Tensor) -> torch.Tensor:
+        """Familiarity of each row of ``feats`` (N x dim) to its nearest class: N."""
+        dim = feats.shape[1]
+        d2 = self.iso * torch.cdist(feats.float(), self.means).square()  # N x classes
+        pf = feats.float() @ self.basis.T  # N x rank
+        pm = self.means @ self.basis.T  # classes x rank
+        w = self.basis_weight
+        # sum_k w_k (pf_k - pm_k)^2, expanded so that no N x classes x rank tensor is built
+        d2 = d2 + (pf.square() @ w)[:, None] - 2 * (pf * w) @ pm.T + (pm.square() @ w)[None, :]
+        return -d2.clamp_min(0).min(1).values / dim
+
+
+@dataclass
 class Head:
     """A linear head on centred, L2-normalised embeddings, with its calibration."""
 
@@ -67,16 +97,17 @@ class Head:
     centroids: torch.Tensor  # classes x dim, unit length (0 rows for classes without data)
     temperature: float = 1.0
     min_confidence: float = 0.0
-    min_similarity: float = -1.0
-    prototypes: torch.Tensor | None = None
-    """Unit-length training features (a capped sample per class). When present, the
-    similarity is the cosine to the nearest of them, which tells a sneaker the catalogue
-    lacks better than the distance to a class centroid."""
+    min_similarity: float | None = None
+    """Below this similarity the answer is unknown (None: no such threshold)."""
+    familiarity: Familiarity | None = None
+    """When present (stage 1), the similarity is :meth:`Familiarity.scores`; otherwise the
+    cosine to the predicted class's centroid."""
 
-    def similarity(self, feats: torch.Tensor, predicted: int) -> float:
-        if self.prototypes is not None and len(self.prototypes):
-            return float((self.prototypes @ feats).max())
-        return float(feats @ self.centroids[predicted])
+    def similarities(self, feats: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+        """Similarity of each row of ``feats`` to what the head was trained on: N."""
+        if self.familiarity is not None:
+            return self.familiarity.scores(feats)
+        return (feats * self.centroids[predicted]).sum(1)
 
     def features(self, emb: torch.Tensor) -> torch.Tensor:
         return normalise(emb, self.center)
@@ -131,6 +162,10 @@ class Cascade:
         return torch.softmax(logits_row[group], 0)
 
 
+def _too_far(similarity: float, threshold: float | None) -> bool:
+    return threshold is not None and similarity < threshold
+
+
 def _top(names: list[str], scores: list[float], k: int = 3) -> list[tuple[str, float]]:
     order = sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
     return [(names[i], float(scores[i])) for i in order]
@@ -141,6 +176,7 @@ def decide(
 ) -> list[CascadePrediction]:
     """Raw backbone embeddings of a batch (gray view, colour view) -> one answer each."""
     probs1, feats1 = cascade.model_probs(gray)
+    similarity1 = cascade.stage1.similarities(feats1, probs1.argmax(1))
     sku_logits = sku_feats = None
     if cascade.stage2 is not None and colour is not None:
         sku_logits, sku_feats = cascade.sku_logits(colour)
@@ -150,7 +186,7 @@ def decide(
             _decide_one(
                 cascade,
                 probs1[i],
-                feats1[i],
+                float(similarity1[i]),
                 None if sku_logits is None else sku_logits[i],
                 None if sku_feats is None else sku_feats[i],
             )
@@ -161,7 +197,7 @@ def decide(
 def _decide_one(
     cascade: Cascade,
     probs1: torch.Tensor,
-    feats1: torch.Tensor,
+    similarity1: float,
     sku_logits: torch.Tensor | None,
     sku_feats: torch.Tensor | None,
 ) -> CascadePrediction:
@@ -169,9 +205,8 @@ def _decide_one(
     order = sorted(range(len(p1)), key=lambda i: -p1[i])
     best = order[0]
     margin = p1[best] - (p1[order[1]] if len(order) > 1 else 0.0)
-    similarity1 = cascade.stage1.similarity(feats1, best)
-    model_unknown = (
-        p1[best] < cascade.stage1.min_confidence or similarity1 < cascade.stage1.min_similarity
+    model_unknown = p1[best] < cascade.stage1.min_confidence or _too_far(
+        similarity1, cascade.stage1.min_similarity
     )
     model_top3 = _top(cascade.models, p1)
     candidates = [best]
@@ -197,10 +232,9 @@ def _decide_one(
         sku_conf = joint[k]
         s = sku_index[k]
         assert cascade.stage2 is not None and sku_feats is not None
-        similarity2 = cascade.stage2.similarity(sku_feats, s)
-        if (
-            conditional[k] >= cascade.stage2.min_confidence
-            and similarity2 >= cascade.stage2.min_similarity
+        similarity2 = float(cascade.stage2.similarities(sku_feats[None], torch.tensor([s]))[0])
+        if conditional[k] >= cascade.stage2.min_confidence and not _too_far(
+            similarity2, cascade.stage2.min_similarity
         ):
             sku, sku_model = cascade.skus[s], cascade.models[cascade.sku_model[s]]
     return CascadePrediction(

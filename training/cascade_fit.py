@@ -4,10 +4,17 @@ Pure functions on tensors (no catalogue): :func:`fit_cascade` takes the embeddin
 train examples (and of the val examples, if any) and returns a ready
 :class:`inference.cascade.Cascade` with a report of what it chose and why.
 
-Where val has enough examples, ``C``, the temperature and the "unknown" thresholds are
-chosen on val. Otherwise they come from cross-validation on train whose folds never
-split a colourway (stage 1) or an image (stage 2), so that stage 1 is tuned to
-recognise colourways it has not seen, which is what it meets in use.
+Stage 1 takes ``C``, its temperature and its "unknown" thresholds from cross-validation on
+train whose folds never split a colourway: what stage 1 meets in use is colourways it has
+never seen, and val holds other photos of the colourways in train, on which every answer
+looks more familiar than a new colourway will. Calibrated on val, stage 1 turned 29% of
+the photos of new colourways of known models into "unknown"; calibrated on colourway
+folds, 0.5% (demo data, 7 photos per colourway in train, each colourway held out in turn).
+Its open-set similarity is a Mahalanobis familiarity (:class:`inference.cascade.Familiarity`),
+whose threshold comes from more, finer folds than the heads' (:func:`_familiarity_held_out`).
+Stage 2 recognises the SKUs it was trained on, so val is the right place to tune it, where
+val has enough examples; otherwise it too cross-validates (folds never split an image).
+Val falls back in for stage 1 where train has too few colourways to fold.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from training.heads import (
     DEFAULT_C,
     LinearFit,
     centroids,
+    fit_familiarity,
     fit_grouped,
     fit_linear,
     group_folds,
@@ -39,15 +47,23 @@ from training.heads import (
 )
 
 CV_FOLDS = 3
+FAMILIARITY_FOLDS = 10
 CV_MAX_SAMPLES = 20_000
-"""Above this many training rows, no cross-validation: C is the default or chosen on val."""
+"""Cross-validation runs on at most this many training rows (a seeded sample above it)."""
+SIBLING_QUANTILE = 0.5
+"""Where stage 2 has no held-out photo of an SKU it knows (one photo per colourway), its
+similarity threshold is this quantile of how close photos of sibling colourways come
+(:func:`_sibling_threshold`). Demo sneakers, one train photo per colourway, one colourway
+per model left out in turn, other photos of the known colourways as probes; new
+colourways' SKU unknown / known SKU right, at 224 px (bench data) and at 96 px (the tests'):
+no threshold: 6% / 80% (96 px); 0.5: 32% / 92.5% and 48% / 75%; 0.75: 48% / 90% and
+73% / 61%. The median gives up little on known SKUs where the pictures are good and keeps
+a fair share of new colourways from getting a wrong SKU."""
 MIN_VAL = 10
+"""Val needs this many examples of known classes to choose C and calibrate on."""
 MAX_MIN_CONFIDENCE = 0.9
 """The confidence threshold never exceeds this: where val is all right the calibrated
 confidences crowd near 1 and a quantile of them would turn good answers into unknowns."""
-PROTOTYPES_PER_CLASS = 32
-"""Stage 1 keeps this many training features per model for its open-set similarity."""
-"""Val needs this many examples of known classes to choose C and calibrate on."""
 
 
 @dataclass
@@ -91,7 +107,7 @@ class StageReport:
     temperature: float
     calibrated_on: str | None
     min_confidence: float
-    min_similarity: float
+    min_similarity: float | None
     scores: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -107,7 +123,8 @@ class StageProblem:
     class_groups: list[list[int]] | None  # stage 2: SKUs per model; None for stage 1
     x_val: torch.Tensor | None
     y_val: torch.Tensor | None
-    use_prototypes: bool = False
+    use_familiarity: bool = False
+    """Stage 1: open-set similarity by Mahalanobis familiarity, not centroid cosine."""
 
     def fit(
         self, x: torch.Tensor, y: torch.Tensor, C: float, init: LinearFit | None = None
@@ -150,35 +167,84 @@ def _score(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     return acc, -nll
 
 
+def _cv_sample(p: StageProblem, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(features, labels, fold groups) of the rows cross-validation runs on: all of train,
+    or a seeded sample of ``CV_MAX_SAMPLES`` rows above that."""
+    rows = torch.arange(len(p.y))
+    if len(rows) > CV_MAX_SAMPLES:
+        generator = torch.Generator().manual_seed(seed)
+        rows = torch.randperm(len(rows), generator=generator)[:CV_MAX_SAMPLES].sort().values
+    return p.x[rows], p.y[rows], [p.cv_groups[i] for i in rows.tolist()]
+
+
 def _held_out(
-    p: StageProblem, C_values: Sequence[float], seed: int
-) -> tuple[dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], str]:
-    """Per C: (logits, labels, similarity to the predicted class centroid) on held-out data."""
+    p: StageProblem, C_values: Sequence[float], seed: int, on_val: bool
+) -> dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per C: (logits, labels, similarity to the prediction) on val or cross-validated train.
+
+    In cross-validation, held-out rows whose class has no example left in the fold's train
+    part (a model whose only colourway is held out) are dropped: no C or temperature can
+    answer them, and they would only push the calibration towards doubting everything.
+    """
     same = p.same_group()
     out = {}
-    if p.x_val is not None and p.y_val is not None:
+    if on_val:
+        assert p.x_val is not None and p.y_val is not None
         fit = None
+        sim = None
         for C in sorted(C_values):  # warm start: each C from the last, weaker-penalty one
             fit = p.fit(p.x, p.y, C, init=fit)
             logits = masked_logits(p.x_val @ fit.weight.T + fit.bias, p.y_val, same)
-            sim = _similarity(p, p.x, p.y, p.x_val, logits.argmax(1))
+            if sim is None or not p.use_familiarity:
+                sim = _similarity(p, p.x, p.y, p.x_val, logits.argmax(1))
             out[C] = (logits, p.y_val, sim)
-        return out, "val"
-    k = min(CV_FOLDS, len(set(p.cv_groups)))
-    folds = group_folds(p.cv_groups, k, seed)
+        return out
+    x, y, groups = _cv_sample(p, seed)
+    folds = group_folds(groups, min(CV_FOLDS, len(set(groups))), seed)
     fits: list[LinearFit | None] = [None] * len(folds)
+    familiar: dict[int, torch.Tensor] = {}  # per fold: familiarity does not depend on C
     for C in sorted(C_values):
         parts = []
         for f, test_idx in enumerate(folds):
-            train_mask = torch.ones(len(p.y), dtype=torch.bool)
+            train_mask = torch.ones(len(y), dtype=torch.bool)
             train_mask[test_idx] = False
-            xt, yt = p.x[train_mask], p.y[train_mask]
+            xt, yt = x[train_mask], y[train_mask]
+            known = torch.zeros(p.n_classes, dtype=torch.bool)
+            known[yt] = True
+            test_idx = test_idx[known[y[test_idx]]]
             fit = fits[f] = p.fit(xt, yt, C, init=fits[f])
-            logits = masked_logits(p.x[test_idx] @ fit.weight.T + fit.bias, p.y[test_idx], same)
-            sim = _similarity(p, xt, yt, p.x[test_idx], logits.argmax(1))
-            parts.append((logits, p.y[test_idx], sim))
+            logits = masked_logits(x[test_idx] @ fit.weight.T + fit.bias, y[test_idx], same)
+            if p.use_familiarity:
+                if f not in familiar:
+                    familiar[f] = _similarity(p, xt, yt, x[test_idx], logits.argmax(1))
+                sim = familiar[f]
+            else:
+                sim = _similarity(p, xt, yt, x[test_idx], logits.argmax(1))
+            parts.append((logits, y[test_idx], sim))
         out[C] = tuple(torch.cat([part[i] for part in parts]) for i in range(3))  # type: ignore[assignment]
-    return out, "cv"
+    return out
+
+
+def _familiarity_held_out(p: StageProblem, seed: int) -> torch.Tensor:
+    """Familiarity of cross-validated train rows to the rest, with up to ``FAMILIARITY_FOLDS``.
+
+    More folds than the heads' cross-validation: the distance to the nearest model grows as
+    a fold's train part loses colourways, and its threshold should be set on train parts
+    nearly as rich as the whole of train. Rows of classes absent from a fold's train part
+    are left out, as in :func:`_held_out`. Fitting a familiarity is a mean and an
+    eigendecomposition, so the extra folds cost little.
+    """
+    x, y, groups = _cv_sample(p, seed)
+    parts = []
+    for test_idx in group_folds(groups, min(FAMILIARITY_FOLDS, len(set(groups))), seed):
+        train_mask = torch.ones(len(y), dtype=torch.bool)
+        train_mask[test_idx] = False
+        known = torch.zeros(p.n_classes, dtype=torch.bool)
+        known[y[train_mask]] = True
+        test_idx = test_idx[known[y[test_idx]]]
+        fam = fit_familiarity(x[train_mask], y[train_mask], p.n_classes)
+        parts.append(fam.scores(x[test_idx]))
+    return torch.cat(parts) if parts else torch.empty(0)
 
 
 def _similarity(
@@ -188,24 +254,10 @@ def _similarity(
     x: torch.Tensor,
     pred: torch.Tensor,
 ) -> torch.Tensor:
-    """Held-out similarity as the head will measure it (nearest prototype, else centroid)."""
-    if p.use_prototypes:
-        protos = prototypes(x_ref, y_ref, p.n_classes)
-        return (x @ protos.T).max(1).values
+    """Held-out similarity as the head will measure it (familiarity, else centroid cosine)."""
+    if p.use_familiarity:
+        return fit_familiarity(x_ref, y_ref, p.n_classes).scores(x)
     return (x * centroids(x_ref, y_ref, p.n_classes)[pred]).sum(1)
-
-
-def prototypes(
-    x: torch.Tensor, y: torch.Tensor, n_classes: int, per_class: int = PROTOTYPES_PER_CLASS
-) -> torch.Tensor:
-    """Up to ``per_class`` training features of each class (a fixed, spread-out sample)."""
-    keep = []
-    for c in range(n_classes):
-        idx = (y == c).nonzero().flatten()
-        if len(idx) > per_class:
-            idx = idx[torch.linspace(0, len(idx) - 1, per_class).long()]
-        keep.append(idx)
-    return x[torch.cat(keep)] if keep else x[:0]
 
 
 def fit_stage(
@@ -215,21 +267,24 @@ def fit_stage(
     keep_similar: float,
     seed: int = 0,
     cv_grid: Sequence[float] = C_GRID,
+    prefer_cv: bool = False,
 ) -> tuple[Head, StageReport]:
     """Choose C, fit the head on all of train, calibrate, set the thresholds.
 
-    With val, C comes from ``C_GRID``; without, from ``cv_grid`` by cross-validation.
+    On val (C from ``C_GRID``) where val is big enough, unless ``prefer_cv`` asks for
+    cross-validation on train (C from ``cv_grid``) and train has the groups to fold.
     """
     notes: list[str] = []
     has_val = p.y_val is not None and len(p.y_val) >= MIN_VAL
-    can_cv = len(set(p.cv_groups)) >= 2 and len(p.y) <= CV_MAX_SAMPLES
-    if not has_val:
-        p.x_val = p.y_val = None
+    can_cv = len(set(p.cv_groups)) >= 2
+    source = "cv" if can_cv and (prefer_cv or not has_val) else "val" if has_val else None
     held: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-    source: str | None = None
-    grid = [C] if C is not None else list(C_GRID if has_val else cv_grid)
-    if p.n_classes >= 2 and (has_val or can_cv):
-        held, source = _held_out(p, grid, seed)
+    grid = [C] if C is not None else list(C_GRID if source == "val" else cv_grid)
+    if p.n_classes >= 2 and source is not None:
+        held = _held_out(p, grid, seed, on_val=source == "val")
+        if not len(held[grid[0]][1]):
+            held = {}
+            notes.append("no held-out example of a class that train also has: defaults used")
     elif p.n_classes >= 2:
         notes.append("too little data to choose C or calibrate: defaults used")
     scores = {c: _score(*held[c][:2]) for c in held}
@@ -247,7 +302,7 @@ def fit_stage(
         bias=fit.bias,
         center=torch.zeros(p.x.shape[1]),  # set by the caller
         centroids=centroids(p.x, p.y, p.n_classes),
-        prototypes=prototypes(p.x, p.y, p.n_classes) if p.use_prototypes else None,
+        familiarity=fit_familiarity(p.x, p.y, p.n_classes) if p.use_familiarity else None,
     )
     calibrated_on = None
     if chosen in held:
@@ -260,13 +315,26 @@ def fit_stage(
         conf, pred = probs.max(1)
         correct = pred == y
         t_conf = keep_threshold(conf[rows], correct[rows], keep_confident)
-        t_sim = keep_threshold(sim, correct, keep_similar)
+        if p.use_familiarity and source == "cv":
+            familiar = _familiarity_held_out(p, seed)
+            t_sim = keep_threshold(familiar, torch.ones(len(familiar)), keep_similar)
+        else:
+            t_sim = keep_threshold(sim, correct, keep_similar)
         head.min_confidence = min(t_conf, MAX_MIN_CONFIDENCE) if t_conf is not None else 0.0
-        head.min_similarity = t_sim if t_sim is not None else -1.0
+        head.min_similarity = t_sim
         if t_conf is None:
             notes.append("too few correct held-out answers for a confidence threshold")
     else:
         notes.append("not calibrated (no val and no cross-validation possible)")
+        t_sib = _sibling_threshold(p, head) if p.class_groups is not None else None
+        if t_sib is not None:
+            head.min_similarity = t_sib
+            calibrated_on = "siblings"
+            notes.append(
+                "SKU threshold from sibling colourways instead (no held-out photo of an SKU "
+                f"in train): a photo must look more like its SKU than {SIBLING_QUANTILE:.0%} of "
+                "the train photos of its model's other colourways do"
+            )
     report = StageReport(
         n_classes=p.n_classes,
         n_train=len(p.y),
@@ -280,6 +348,31 @@ def fit_stage(
         notes=notes,
     )
     return head, report
+
+
+def _sibling_threshold(p: StageProblem, head: Head) -> float | None:
+    """Stage 2's similarity threshold where nothing is held out (one photo per colourway).
+
+    Leave one SKU out: each train photo's similarity to the nearest centroid among its
+    model's other SKUs is what a new colourway of that model looks like to stage 2. The
+    threshold is the ``SIBLING_QUANTILE`` of those; photos of an SKU it knows, which it
+    cannot measure here, lie mostly above it (demo data: see ``SIBLING_QUANTILE``).
+    None where no model has two SKUs.
+    """
+    assert p.class_groups is not None
+    model_of = torch.full((p.n_classes,), -1, dtype=torch.long)
+    for g, group in enumerate(p.class_groups):
+        model_of[group] = g
+    sims = p.x @ head.centroids.T  # rows x SKUs
+    same_model = model_of[None, :] == model_of[p.y][:, None]
+    same_model[torch.arange(len(p.y)), p.y] = False  # leave the photo's own SKU out
+    if not bool(same_model.any()):
+        return None
+    best = sims.masked_fill(~same_model, float("-inf")).max(1).values
+    best = best[same_model.any(1)]
+    if len(best) < MIN_CALIBRATION:
+        return None
+    return float(torch.quantile(best, SIBLING_QUANTILE))
 
 
 def _stack(plain: torch.Tensor, flipped: torch.Tensor | None) -> torch.Tensor:
@@ -332,9 +425,9 @@ def _fit_cascade(
         class_groups=None,
         x_val=None if val1 is None else normalise(val1[0].gray, center1),
         y_val=None if val1 is None else val1[1],
-        use_prototypes=True,
+        use_familiarity=True,
     )
-    stage1, report1 = fit_stage(p1, C, keep_confident, keep_similar, seed)
+    stage1, report1 = fit_stage(p1, C, keep_confident, keep_similar, seed, prefer_cv=True)
     stage1.center = center1
     if len(models) == 1:
         report1.notes.append("one model only: stage 1 always answers it")

@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--promote", action="store_true", help="make the run the active model")
     fit.add_argument("--run-id", type=int, help="execute this already-created queued run")
 
+    pr = sub.add_parser("promote", help="make a succeeded run the active model")
+    pr.add_argument("run", type=int)
+
     ev = sub.add_parser("evaluate", help="evaluate a run on val and test, store the metrics")
     ev.add_argument("run", type=int)
 
@@ -74,8 +77,20 @@ def _fit(args: argparse.Namespace) -> int:
         return 1
     print(f"run {run_id} succeeded: {cat.data_dir / status['bundle_path']}")
     _print_summary(cat, run_id)
-    if status["active"]:
+    if status["active"] and not args.promote:
+        print(
+            f"run {run_id} is now the active model (no run was active; later runs take "
+            "over only with --promote or from the app's Train page)"
+        )
+    elif status["active"]:
         print(f"run {run_id} is now the active model")
+    if status["active"]:
+        print("  its suggestions for the Label page: python -m training suggest")
+    else:
+        print(
+            f"run {run_id} is not the active model (another run is): "
+            f"`python -m training promote {run_id}` makes it so"
+        )
     return 0
 
 
@@ -95,6 +110,16 @@ def _print_summary(cat: object, run_id: int) -> None:
                     f"macro F1 {st['macro_f1']:.3f}  ECE {st['ece']:.3f}  "
                     f"coverage {st['coverage']:.2f} (n={st['n']})"
                 )
+        if nc := m.get("new_colourways"):
+            print(
+                f"  {split} colourways not in train: model top-1 {nc['model_top1']:.3f}  "
+                f"SKU unknown {nc['sku_answered_unknown']:.2f} (n={nc['n']})"
+            )
+        if ou := m.get("open_set"):
+            print(
+                f"  {split} models not in train: answered unknown {ou['answered_unknown']:.2f} "
+                f"(n={ou['n_unknown_models']})"
+            )
     for note in metrics.get("notes", []):
         print(f"  note: {note}")
 
@@ -132,6 +157,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     cat = open_catalogue(args.data)
     from training.jobs import print_progress
 
+    if args.command == "promote":
+        from training.jobs import promote_run
+
+        try:
+            promote_run(cat, args.run)
+        except (LookupError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"run {args.run} is now the active model")
+        return 0
     if args.command == "evaluate":
         from training.jobs import evaluate_run
 

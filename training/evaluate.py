@@ -81,7 +81,9 @@ def evaluate_answers(
     models: Sequence[str],
     skus: Sequence[str | None],
 ) -> dict[str, Any]:
-    """Both stages' metrics, and how often a model unknown to the cascade came back unknown."""
+    """Both stages' metrics; how often a model unknown to the cascade came back unknown
+    (``open_set``); and for photos of known models in SKUs it was not trained on, how often
+    the model was right and the SKU came back unknown (``new_colourways``)."""
     known_models = set(cascade.models)
     known_skus = set(cascade.skus)
     rows1 = [i for i, m in enumerate(models) if m in known_models]
@@ -102,6 +104,17 @@ def evaluate_answers(
         cascade.skus,
     )
     out: dict[str, Any] = {"n": len(models), "stage1": stage1, "stage2": stage2}
+    new_colourways = [
+        i for i in rows1 if skus[i] and skus[i] not in known_skus and cascade.stage2 is not None
+    ]
+    if new_colourways:  # a known model in a colourway stage 2 never saw: its SKU is unknown
+        out["new_colourways"] = {
+            "n": len(new_colourways),
+            "model_top1": sum(answers[i].model == models[i] for i in new_colourways)
+            / len(new_colourways),
+            "sku_answered_unknown": sum(answers[i].sku_unknown for i in new_colourways)
+            / len(new_colourways),
+        }
     if novel:
         out["open_set"] = {
             "n_unknown_models": len(novel),

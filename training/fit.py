@@ -248,6 +248,7 @@ def train(
         "data": split_counts(examples),
         "notes": notes + _unmeasured(examples),
     }
+    metrics["notes"] += _unmeasured_stage2(metrics)
     timing["total_s"] = time.perf_counter() - t0
     metrics["timing"] = timing
     fp = fingerprint(examples)
@@ -281,6 +282,23 @@ def _unmeasured(examples: list[Example]) -> list[str]:
             notes.append(f"no {split} images: {split} metrics not measured")
     if not any(e.sku for e in examples):
         notes.append("no SKU labels: stage-1-only cascade (SKU answers are empty)")
+    return notes
+
+
+def _unmeasured_stage2(metrics: dict[str, Any]) -> list[str]:
+    """Say where stage 2 could not be measured because no SKU there is one it learned."""
+    notes = []
+    for split in ("val", "test"):
+        m = metrics.get(split) or {}
+        novel = m.get("new_colourways")
+        if novel and not (m.get("stage2") or {}).get("n"):
+            notes.append(
+                f"stage 2 not measured on {split}: none of its {novel['n']} images is of an SKU "
+                f"in train (with one photo per colourway each colourway lies in one split); "
+                f"there stage 1 got the model of {novel['model_top1']:.0%} of these new "
+                f"colourways and their SKU came back unknown for "
+                f"{novel['sku_answered_unknown']:.0%}"
+            )
     return notes
 
 

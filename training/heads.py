@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from inference.cascade import Familiarity
+
 DEFAULT_C = 30.0
 C_GRID = (3.0, 30.0, 300.0)
 MAX_ITER = 60
@@ -136,3 +138,55 @@ def group_folds(groups: Sequence[int], k: int, seed: int = 0) -> list[torch.Tens
     order = torch.randperm(len(distinct), generator=torch.Generator().manual_seed(seed))
     fold_of = {distinct[j]: i % k for i, j in enumerate(order.tolist())}
     return [torch.tensor([i for i, g in enumerate(groups) if fold_of[g] == f]) for f in range(k)]
+
+
+FAMILIARITY_SHRINK = 0.5
+"""Shrinkage of the within-class covariance towards the identity, as a multiple of its mean
+variance. On the demo catalogue, any value from 0.1 to 3 told a never-seen model from new
+colourways of known ones about equally well (area under the ROC curve 0.98 with 7 photos
+per colourway, 0.94 with 1); 0.5 sits in the middle of that plateau."""
+FAMILIARITY_RANK = 512
+"""Eigenvectors of the within-class covariance kept (the rest count as its mean)."""
+
+
+def fit_familiarity(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    shrink: float = FAMILIARITY_SHRINK,
+    max_rank: int = FAMILIARITY_RANK,
+) -> Familiarity:
+    """Class means and the shrunk within-class covariance of normalised features.
+
+    The covariance ``cov`` of the rows around their class means is shrunk to
+    ``cov + a I`` with ``a = shrink * trace(cov) / dim``; its inverse is kept as the
+    isotropic ``1/a`` plus a correction along the top eigenvectors of ``cov``.
+    """
+    x = x.float()
+    dim = x.shape[1]
+    counts = torch.bincount(y, minlength=n_classes).float().clamp_min(1)
+    means = torch.zeros(n_classes, dim).index_add_(0, y, x) / counts[:, None]
+    resid = x - means[y]
+    # The eigenvectors of resid.T @ resid come from the smaller of the two Gram matrices.
+    if len(resid) < dim:
+        gram = resid @ resid.T / len(resid)
+        values, vectors = torch.linalg.eigh(gram.double())
+        values = values.float().clamp_min(0)
+        basis = (resid.T @ vectors.float()).T  # rows: unnormalised eigenvectors of cov
+        basis = basis / basis.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    else:
+        cov = resid.T @ resid / len(resid)
+        values, vectors = torch.linalg.eigh(cov.double())
+        values, basis = values.float().clamp_min(0), vectors.float().T
+    trace = float(resid.square().sum()) / len(resid)
+    a = max(shrink * trace / dim, 1e-8)
+    keep = values.argsort(descending=True)[:max_rank]
+    keep = keep[values[keep] > 1e-9 * max(trace, 1e-12)]
+    values, basis = values[keep], basis[keep]
+    present = torch.bincount(y, minlength=n_classes) > 0
+    return Familiarity(
+        means=means[present],  # the score is the distance to the nearest class that has data
+        basis=basis.contiguous(),
+        basis_weight=1.0 / (values + a) - 1.0 / a,
+        iso=1.0 / a,
+    )

@@ -3,7 +3,8 @@
 The Streamlit app creates a queued run with :func:`create_run` and starts
 ``python -m training fit --run-id N`` in a separate process; the command line calls
 :func:`run_fit`, which does both in this process. A failed run records why and leaves
-the active model alone.
+the active model alone. The first run to succeed on a catalogue with no active model
+becomes the active one; after that only a promotion changes it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from db import Catalogue
 from db.models import Run, utcnow
@@ -99,6 +100,8 @@ def execute_run(
         run.finished_at = utcnow()
     if promote:
         promote_run(cat, run_id)
+    else:
+        promote_if_none_active(cat, run_id)
     return run_id
 
 
@@ -124,6 +127,20 @@ def promote_run(cat: Catalogue, run_id: int) -> None:
             raise ValueError(f"run {run_id} is {run.status}: only a succeeded run can be active")
         s.execute(update(Run).where(Run.id != run_id).values(active=False))
         run.active = True
+
+
+def promote_if_none_active(cat: Catalogue, run_id: int) -> bool:
+    """Make succeeded run ``run_id`` active if no run is (the catalogue's first model), so
+    that ``fit`` then ``predict`` works without ``--promote``; True if it did. A catalogue
+    that has an active model keeps it until a run is promoted."""
+    with cat.write() as s:
+        if s.scalar(select(Run.id).where(Run.active.is_(True)).limit(1)) is not None:
+            return False
+        run = s.get(Run, run_id)
+        if run is None or run.status != "succeeded" or not run.bundle_path:
+            return False
+        run.active = True
+        return True
 
 
 def run_status(cat: Catalogue, run_id: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -179,6 +180,23 @@ def test_bundle_errors_name_the_folder(tmp_path: Path) -> None:
     folder = _toy_bundle(tmp_path)
     (folder / "heads.safetensors").write_bytes(b"garbage")
     with pytest.raises(BundleError, match="damaged"):
+        load_bundle(folder)
+
+
+def test_version_one_bundles_still_load(tmp_path: Path) -> None:
+    """A bundle written before familiarity (v1) answers as it did, by centroid cosine."""
+    folder = _toy_bundle(tmp_path)
+    meta = json.loads((folder / "bundle.json").read_text())
+    assert meta["version"] == 2
+    meta["version"] = 1
+    meta["stage1"]["min_similarity"] = 0.0
+    (folder / "bundle.json").write_text(json.dumps(meta))
+    bundle = load_bundle(folder)
+    assert bundle.cascade.stage1.familiarity is None
+    assert bundle.cascade.stage1.min_similarity == 0.0
+    meta["version"] = 7
+    (folder / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="v7, expected 'skulab-cascade' v1 or v2"):
         load_bundle(folder)
 
 
