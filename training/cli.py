@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
         "suggest", help="store the active model's predictions for unlabelled images"
     )
     sg.add_argument("--run", type=int, help="use this run instead of the active one")
+    sg.add_argument(
+        "--labelled",
+        action="store_true",
+        help="predict the labelled images too (the Review page's 'model disagrees' list)",
+    )
 
     issues = sub.add_parser(
         "issues", help="find likely label issues (training.label_issues)", add_help=False
@@ -177,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "suggest":
         from training.suggest import suggest
 
-        n = suggest(cat, run_id=args.run, progress=print_progress)
+        n = suggest(cat, run_id=args.run, progress=print_progress, labelled=args.labelled)
         print(f"stored {n} suggestions")
         return 0
     raise AssertionError(args.command)

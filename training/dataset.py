@@ -47,6 +47,13 @@ def unlabelled_image_ids(cat: Catalogue) -> list[int]:
         return list(s.scalars(select(Image.id).where(Image.status == "new").order_by(Image.id)))
 
 
+def labelled_image_ids(cat: Catalogue) -> list[int]:
+    with cat.read() as s:
+        return list(
+            s.scalars(select(Image.id).where(Image.status == "labelled").order_by(Image.id))
+        )
+
+
 def fingerprint(examples: list[Example]) -> str:
     """SHA-256 over which images, with which labels and splits, a run used."""
     h = hashlib.sha256()

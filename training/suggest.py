@@ -1,4 +1,5 @@
-"""Suggestions: the active model's answers for every image not labelled yet.
+"""Suggestions: the active model's answers for every image not labelled yet (and, asked
+for, the labelled ones too, for the Review page's "the model disagrees with the label").
 
 Stored as ``predictions`` rows (one per image and run) with the stage-1 margin, so the
 labelling queue can show the least certain first.
@@ -13,15 +14,21 @@ from db.models import Prediction, utcnow
 from inference.bundle import load_bundle
 from inference.cascade import decide
 from inference.predictor import active_bundle_dir, run_bundle_dir
-from training.dataset import Example, unlabelled_image_ids
+from training.dataset import Example, labelled_image_ids, unlabelled_image_ids
 from training.fit import Progress, served_embeddings
 from training.jobs import _bundle_data
 
 WRITE_CHUNK = 500
 
 
-def suggest(cat: Catalogue, run_id: int | None = None, progress: Progress | None = None) -> int:
-    """Predict every unlabelled image with run ``run_id`` (default: the active run).
+def suggest(
+    cat: Catalogue,
+    run_id: int | None = None,
+    progress: Progress | None = None,
+    labelled: bool = False,
+) -> int:
+    """Predict every unlabelled image with run ``run_id`` (default: the active run); with
+    ``labelled``, every labelled image as well (rejected images never).
 
     Returns how many predictions were stored; earlier ones of the same run are replaced.
     """
@@ -31,9 +38,9 @@ def suggest(cat: Catalogue, run_id: int | None = None, progress: Progress | None
     else:
         folder = run_bundle_dir(cat, run_id)
     bundle = load_bundle(folder)
-    ids = unlabelled_image_ids(cat)
+    ids = unlabelled_image_ids(cat) + (labelled_image_ids(cat) if labelled else [])
     if not ids:
-        say(1.0, "no unlabelled images")
+        say(1.0, "no images to predict" if labelled else "no unlabelled images")
         return 0
     pseudo = [Example(i, "", "", None, "unlabelled") for i in ids]
     data = _bundle_data(cat, bundle, pseudo, lambda f, m: say(0.9 * f, m))

@@ -76,8 +76,9 @@ def _ids(cat: Catalogue, kind: str, run_id: int | None) -> list[int] | None:
                 st.info(
                     f"The active run has no prediction for any of the {labelled:,} labelled "
                     "images: suggestions are made for unlabelled images, so this list fills "
-                    "as people label images that had a suggestion. Rank the label issues "
-                    "(third list) to check the labels already there.",
+                    "as people label images that had a suggestion. `python -m training "
+                    "suggest --labelled` predicts the labelled images too; or rank the label "
+                    "issues (third list) to check the labels already there.",
                     icon=":material/info:",
                 )
                 return None

@@ -112,6 +112,14 @@ def test_suggestions_land_in_the_catalogue(trained: tuple[Catalogue, int]) -> No
     assert suggest(cat) == n  # a second call replaces, never duplicates
     with cat.read() as s:
         assert len(list(s.scalars(select(Prediction)))) == n
+    # --labelled: the labelled images too, for the Review page's "the model disagrees"
+    labelled = {e.image_id: e.model for e in labelled_examples(cat)}
+    assert suggest(cat, labelled=True) == n + len(labelled)
+    with cat.read() as s:
+        preds = list(s.scalars(select(Prediction).where(Prediction.image_id.in_(labelled))))
+    assert len(preds) == len(labelled)
+    agree = sum(p.model_name == labelled[p.image_id] for p in preds)
+    assert agree >= 0.9 * len(preds)
 
 
 def test_evaluate_rewrites_metrics(trained: tuple[Catalogue, int]) -> None:
