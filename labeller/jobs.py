@@ -421,7 +421,7 @@ SUGGEST = "suggest"
 DUPLICATES = "duplicates"
 ISSUES = "issues"
 JOB_COMMANDS: dict[str, tuple[str, ...]] = {
-    SUGGEST: ("training", "suggest"),
+    SUGGEST: ("training", "suggest", "--labelled"),  # labelled too: Review's "model disagrees"
     DUPLICATES: ("db", "duplicates", "--apply"),
     ISSUES: ("training", "issues", "--limit", "0"),  # saves the ranking, prints none
 }

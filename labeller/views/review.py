@@ -75,10 +75,9 @@ def _ids(cat: Catalogue, kind: str, run_id: int | None) -> list[int] | None:
             if labelled and not covered:
                 st.info(
                     f"The active run has no prediction for any of the {labelled:,} labelled "
-                    "images: suggestions are made for unlabelled images, so this list fills "
-                    "as people label images that had a suggestion. `python -m training "
-                    "suggest --labelled` predicts the labelled images too; or rank the label "
-                    "issues (third list) to check the labels already there.",
+                    "images yet: refresh the suggestions on the Train page (it predicts the "
+                    "labelled images too, as `python -m training suggest --labelled` does), "
+                    "or rank the label issues (third list) to check the labels already there.",
                     icon=":material/info:",
                 )
                 return None

@@ -208,7 +208,7 @@ def test_train_page_runs_promotes_and_refreshes_suggestions(trained: Catalogue) 
     from labeller.jobs import suggest_status
 
     started = suggest_status(trained)
-    assert started is not None and started.job.args == ("training", "suggest")
+    assert started is not None and started.job.args == ("training", "suggest", "--labelled")
     n = _wait_suggestions(trained, run_id)
     at.run()
     assert f"stored {n} suggestions" in _texts(at)
@@ -223,7 +223,7 @@ def test_train_page_runs_promotes_and_refreshes_suggestions(trained: Catalogue) 
 
 
 def _wait_suggestions(cat: Catalogue, run_id: int) -> int:
-    """Wait for the suggestion refresh to end; it covered every unlabelled image. Their count."""
+    """Wait for the suggestion refresh to end; it covered every image not rejected. Their count."""
     from labeller.jobs import suggest_status
 
     deadline = time.monotonic() + 300
@@ -237,8 +237,10 @@ def _wait_suggestions(cat: Catalogue, run_id: int) -> int:
         n = s.scalar(
             select(func.count()).select_from(Prediction).where(Prediction.run_id == run_id)
         )
-        unlabelled = s.scalar(select(func.count()).select_from(Image).where(Image.status == "new"))
-    assert unlabelled and n == unlabelled, status.log_tail
+        wanted = s.scalar(
+            select(func.count()).select_from(Image).where(Image.status.in_(("new", "labelled")))
+        )
+    assert wanted and n == wanted, status.log_tail  # unlabelled and labelled, not rejected
     return int(n)
 
 
