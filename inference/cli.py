@@ -64,12 +64,16 @@ def predict_main(argv: Sequence[str]) -> int:
     for start in range(0, len(files), PREDICT_CHUNK):
         chunk = files[start : start + PREDICT_CHUNK]
         items: list[tuple[bytes, str]] = []
+        readable = []
         for f in chunk:
             try:
                 items.append((f.read_bytes(), str(f)))
             except OSError as exc:
-                items.append((b"", f"{f} ({exc.strerror})"))
-        for f, answer in zip(chunk, predictor.predict_many(items), strict=True):
+                failed += 1
+                print(f"{f}: error: cannot read it ({exc.strerror or exc})", file=sys.stderr)
+                continue
+            readable.append(f)
+        for f, answer in zip(readable, predictor.predict_many(items), strict=True):
             if isinstance(answer, ImageError):
                 failed += 1
                 print(f"{f}: error: {answer}", file=sys.stderr)

@@ -209,13 +209,14 @@ def test_predict_command_writes_csv_and_reports_bad_files(tmp_path: Path) -> Non
     out = tmp_path / "out.csv"
     proc = subprocess.run(
         [sys.executable, "-m", "inference", "predict", "--bundle", str(bundle), str(photos),
-         "--csv", str(out)],
+         str(tmp_path / "missing.jpg"), "--csv", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "b.jpg" in proc.stderr
+    assert "missing.jpg: error: cannot read it (No such file or directory)" in proc.stderr
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == ["path", "model", "model_confidence", "sku", "sku_confidence"]
     assert [Path(r["path"]).name for r in rows] == ["a.png"]
