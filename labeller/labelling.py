@@ -383,20 +383,25 @@ def weak_choices(session: Session) -> list[tuple[str | None, str | None, int]]:
     return [(m, s, c) for m, s, c in session.execute(stmt).all()]
 
 
-def suggestion_coverage(session: Session, run_id: int) -> tuple[int, int]:
-    """(unlabelled images with a suggestion of ``run_id``, unlabelled images)."""
-    new = Image.status == "new"
-    total = session.scalar(select(func.count()).select_from(Image).where(new)) or 0
+def coverage(session: Session, run_id: int, status: str) -> tuple[int, int]:
+    """(images of ``status`` with a prediction of ``run_id``, images of ``status``)."""
+    of_status = Image.status == status
+    total = session.scalar(select(func.count()).select_from(Image).where(of_status)) or 0
     covered = (
         session.scalar(
             select(func.count())
             .select_from(Prediction)
             .join(Image, Image.id == Prediction.image_id)
-            .where(Prediction.run_id == run_id, new)
+            .where(Prediction.run_id == run_id, of_status)
         )
         or 0
     )
     return int(covered), int(total)
+
+
+def suggestion_coverage(session: Session, run_id: int) -> tuple[int, int]:
+    """(unlabelled images with a suggestion of ``run_id``, unlabelled images)."""
+    return coverage(session, run_id, "new")
 
 
 def duplicate_summary(session: Session) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, aliased
 from db.health import label_issues_path
 from db.models import Image, ImageSource, LabelEvent, Prediction, Sku, SneakerModel
 from labeller.grid import Card, Suggestion
+from labeller.labelling import coverage
 
 REVIEW_KINDS = {
     "disagree": "Model disagrees with the label",
@@ -104,21 +105,11 @@ def label_issue_ranker() -> Callable[..., Any] | None:
 def prediction_coverage(session: Session, run_id: int) -> tuple[int, int]:
     """(labelled images with a prediction of ``run_id``, labelled images).
 
-    Suggestions are made for unlabelled images, so the model's view of a label exists only
-    for images labelled after their suggestion was made.
+    A labelled image has one when it was labelled after its suggestion was made, or when
+    the suggestions were refreshed for labelled images too (``suggest --labelled``, the
+    app's refresh).
     """
-    labelled = Image.status == "labelled"
-    total = session.scalar(select(func.count()).select_from(Image).where(labelled)) or 0
-    covered = (
-        session.scalar(
-            select(func.count())
-            .select_from(Prediction)
-            .join(Image, Image.id == Prediction.image_id)
-            .where(Prediction.run_id == run_id, labelled)
-        )
-        or 0
-    )
-    return int(covered), int(total)
+    return coverage(session, run_id, "labelled")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from scraper.parsing.nike import (
     parse_product_wall_api,
     style_code_of_url,
 )
+from tests.scraper.damage import damaged
 
 Render = Callable[[str, str], bytes]
 TEST_BASE = "http://127.0.0.1:8999"
@@ -494,24 +495,6 @@ def test_style_code_of_url(url: str | None, code: str | None) -> None:
     assert style_code_of_url(url) == code
 
 
-def _mutations(doc: object, rng: random.Random, rate: float) -> object:
-    """``doc`` with keys dropped, values nulled or swapped for the wrong type, at random."""
-    if isinstance(doc, dict):
-        out = {}
-        for key, value in doc.items():
-            roll = rng.random()
-            if roll < rate / 3:
-                continue
-            if roll < rate * 2 / 3:
-                out[key] = rng.choice([None, "", 0, [], {}, "x", True])
-            else:
-                out[key] = _mutations(value, rng, rate)
-        return out
-    if isinstance(doc, list):
-        return [_mutations(v, rng, rate) for v in doc if rng.random() >= rate / 3]
-    return doc
-
-
 @pytest.mark.parametrize(
     "name",
     [
@@ -529,8 +512,8 @@ def test_damaged_real_documents_never_crash(name: str) -> None:
     doc = json.loads(raw) if name.endswith(".json") else _next_data(raw)
     rng = random.Random(name)
     for _ in range(150):
-        damaged = _mutations(doc, rng, rate=rng.choice([0.05, 0.2, 0.5]))
-        body = json.dumps(damaged).encode() if name.endswith(".json") else _with_next_data(damaged)
+        broken = damaged(doc, rng, rate=rng.choice([0.05, 0.2, 0.5]))
+        body = json.dumps(broken).encode() if name.endswith(".json") else _with_next_data(broken)
         try:
             result = parse_document(body, f"{NIKE}/t/x/FQ8822-084", "nike")
         except ParseError:

@@ -18,6 +18,7 @@ from scraper.parsing.shopify import (
     style_code_of,
     tags_of,
 )
+from tests.scraper.damage import damaged
 
 Render = Callable[[str, str], bytes]
 STORE = "http://127.0.0.1:8999"
@@ -215,31 +216,13 @@ def test_is_footwear_on_real_types_and_tags(product: dict[str, object], expected
     assert is_footwear(product) is expected
 
 
-def _damaged(doc: object, rng: random.Random, rate: float) -> object:
-    if isinstance(doc, dict):
-        out = {}
-        for key, value in doc.items():
-            roll = rng.random()
-            if roll < rate / 3:
-                continue
-            out[key] = (
-                rng.choice([None, "", 0, [], {}, "x", 7.5])
-                if roll < rate * 2 / 3
-                else _damaged(value, rng, rate)
-            )
-        return out
-    if isinstance(doc, list):
-        return [_damaged(v, rng, rate) for v in doc if rng.random() >= rate / 3]
-    return doc
-
-
 @pytest.mark.parametrize("name", ["shopify_products_real.json", "shopify_products_page1.json"])
 def test_damaged_store_pages_never_crash(name: str) -> None:
     raw = (Path(__file__).parent / "fixtures" / name).read_text().replace("{{BASE}}", REAL_STORE)
     doc = json.loads(raw)
     rng = random.Random(name)
     for _ in range(150):
-        body = json.dumps(_damaged(doc, rng, rng.choice([0.05, 0.2, 0.5]))).encode()
+        body = json.dumps(damaged(doc, rng, rng.choice([0.05, 0.2, 0.5]))).encode()
         try:
             result = parse_products_page(body, products_url(REAL_STORE, 1), REAL_STORE, "shopify")
         except ParseError:
