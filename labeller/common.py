@@ -157,6 +157,33 @@ def progress_callback(label: str) -> Callable[..., None]:
 JOB_POLL_S = 1.0
 
 
+def job_button(
+    name: str,
+    label: str,
+    *,
+    key: str,
+    icon: str,
+    help: str,
+    args: Sequence[str] = (),
+    running: bool | None = None,
+) -> None:
+    """A button that starts background job ``name`` (disabled while it runs), with its
+    progress beside it."""
+    cat = catalogue()
+    if running is None:
+        running = jobs.job_running(cat, name)
+    c1, c2 = st.columns([2, 5], vertical_alignment="center")
+    if c1.button(label, key=key, icon=icon, disabled=running, help=help):
+        try:
+            jobs.start_job(cat, name, args)
+        except jobs.JobError as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
+    with c2:
+        job_progress(name)
+
+
 def job_progress(name: str, idle_text: str | None = None) -> None:
     """Where a background job of :mod:`labeller.jobs` stands, refreshed every second while it
     runs; when it ends, the whole page reruns to show what it changed."""

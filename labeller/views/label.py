@@ -117,23 +117,15 @@ def _find_duplicates(cat: Catalogue) -> None:
     if st.session_state.get(f"{P}dups_seen", mark) != mark and not running:
         _reload()
     st.session_state[f"{P}dups_seen"] = mark
-    c1, c2 = st.columns([2, 5], vertical_alignment="center")
-    if c1.button(
+    common.job_button(
+        jobs.DUPLICATES,
         "Find near-duplicates",
         key=f"{P}find_dups",
         icon=":material/content_copy:",
-        disabled=running,
         help="Runs `python -m db duplicates --apply` in the background: perceptual hashes, "
         "mirrored copies and cached embeddings. Labelling goes on meanwhile.",
-    ):
-        try:
-            jobs.start_job(cat, jobs.DUPLICATES)
-        except jobs.JobError as exc:
-            st.error(str(exc))
-        else:
-            st.rerun()
-    with c2:
-        common.job_progress(jobs.DUPLICATES)
+        running=running,
+    )
 
 
 def _filter_controls(cat: Catalogue, session: Session) -> QueueSpec:

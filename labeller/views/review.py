@@ -20,24 +20,14 @@ def _rank_controls(cat: Catalogue, backbone: str | None) -> None:
     if reviewing.label_issue_ranker() is None:
         st.info("The label-issue ranker (training.label_issues) is not installed.")
         return
-    running = jobs.job_running(cat, jobs.ISSUES)
-    c1, c2 = st.columns([2, 5], vertical_alignment="center")
-    if c1.button(
+    common.job_button(
+        jobs.ISSUES,
         "Rank label issues now",
         key=f"{P}rank",
         icon=":material/troubleshoot:",
-        disabled=running,
         help="Cross-validates heads on the cached embeddings, in the background.",
-    ):
-        try:
-            # the active run's backbone: its embeddings are cached
-            jobs.start_job(cat, jobs.ISSUES, ("--backbone", backbone) if backbone else ())
-        except jobs.JobError as exc:
-            st.error(str(exc))
-        else:
-            st.rerun()
-    with c2:
-        common.job_progress(jobs.ISSUES)
+        args=("--backbone", backbone) if backbone else (),  # the active run's: cached
+    )
 
 
 def _ranking(cat: Catalogue) -> reviewing.SavedRanking | None:
