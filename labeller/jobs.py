@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session
 from db import Catalogue
 from db.config import DATA_ENV
 from db.models import Image, Run, utcnow
-from training.jobs import create_run, promote_run
 
 LOG_NAME = "log.txt"
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg")
@@ -139,6 +138,8 @@ def start_fit(
     started the run is marked failed with the reason, so that nothing stays queued forever.
     """
     try:
+        from training.jobs import create_run  # imports torch: only when a run starts
+
         run_id = create_run(cat, dict(params), name=(name or "").strip() or None)
     except (TypeError, ValueError) as exc:
         raise JobError(f"cannot start a run: {exc}") from exc
@@ -284,6 +285,8 @@ def active_run(session: Session) -> Run | None:
 def promote(cat: Catalogue, run_id: int) -> None:
     """Make a succeeded run the one active model (training's rule: exactly one active)."""
     try:
+        from training.jobs import promote_run
+
         promote_run(cat, run_id)
     except (LookupError, ValueError) as exc:
         raise JobError(str(exc)) from exc
