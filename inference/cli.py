@@ -86,10 +86,12 @@ def predict_main(argv: Sequence[str]) -> int:
                 "sku_confidence": f"{answer.sku_confidence:.4f}",
             }
             rows.append(row)
-            print(
-                f"{f}\t{answer.model or 'unknown'} ({answer.model_confidence:.2f})\t"
+            sku = (
                 f"{answer.sku or 'unknown'} ({answer.sku_confidence:.2f})"
+                if answer.sku_top3
+                else "-"  # a stage-1-only cascade: no SKU was labelled
             )
+            print(f"{f}\t{answer.model or 'unknown'} ({answer.model_confidence:.2f})\t{sku}")
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
