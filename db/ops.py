@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -552,7 +552,9 @@ class Page:
     predictions: dict[int, Prediction] = field(default_factory=dict)
 
 
-def _queue_statement(f: QueueFilter) -> Any:
+def _queue_statement(f: QueueFilter, unsuggested: bool = False) -> Any:
+    """The queue's images in its order; ``unsuggested``: those of a margin order that have no
+    suggestion of the run (see :func:`_page_of`)."""
     stmt = select(Image)
     conds: list[Any] = []
     if f.status:
@@ -593,26 +595,21 @@ def _queue_statement(f: QueueFilter) -> Any:
                 LabelClaim.expires_at > utcnow(),
             )
         )
-    needs_pred = f.run_id is not None and (
-        f.order in ("uncertain", "confident") or f.suggested_model or f.suggested_sku
-    )
-    if needs_pred:
-        # Filtering by a suggestion needs one; ordering by margin does not: an image that
-        # came in after the last "refresh suggestions" stays in the queue, after the others.
+    by_margin = f.run_id is not None and f.order in ("uncertain", "confident")
+    if f.run_id is not None and (f.suggested_model or f.suggested_sku or by_margin):
         on = and_(Prediction.image_id == Image.id, Prediction.run_id == f.run_id)
-        if f.suggested_model or f.suggested_sku:
-            stmt = stmt.join(Prediction, on)
+        if unsuggested:
+            conds.append(~exists().where(on))
         else:
-            stmt = stmt.outerjoin(Prediction, on)
+            stmt = stmt.join(Prediction, on)
         if f.suggested_model:
             conds.append(Prediction.model_name == f.suggested_model)
         if f.suggested_sku:
             conds.append(Prediction.sku == f.suggested_sku)
     stmt = stmt.where(*conds)
-    if needs_pred and f.order == "uncertain":
-        stmt = stmt.order_by(Prediction.margin.is_(None), Prediction.margin.asc(), Image.id)
-    elif needs_pred and f.order == "confident":
-        stmt = stmt.order_by(Prediction.margin.is_(None), Prediction.margin.desc(), Image.id)
+    if by_margin and not unsuggested:
+        margin = Prediction.margin.asc() if f.order == "uncertain" else Prediction.margin.desc()
+        stmt = stmt.order_by(margin, Image.id)
     elif f.order == "newest":
         stmt = stmt.order_by(Image.id.desc())
     elif f.order == "dup_group":
@@ -620,6 +617,36 @@ def _queue_statement(f: QueueFilter) -> Any:
     else:
         stmt = stmt.order_by(Image.id)
     return stmt
+
+
+def _by_margin(f: QueueFilter) -> bool:
+    """An order by suggestion margin, which images without a suggestion follow."""
+    return (
+        f.run_id is not None
+        and f.order in ("uncertain", "confident")
+        and not (f.suggested_model or f.suggested_sku)
+    )
+
+
+def _page_of(session: Session, f: QueueFilter, offset: int, limit: int) -> list[Image]:
+    """``limit`` images of the queue from ``offset`` on.
+
+    Ordered by margin, the queue is the images with a suggestion of the run (read along the
+    ``(run_id, margin)`` index, however large the catalogue), then those without one (come
+    in since the last refresh), oldest first: two reads, not one sort of every image.
+    """
+    stmt = _queue_statement(f)
+    items = list(session.scalars(stmt.offset(offset).limit(limit)))
+    if len(items) == limit or not _by_margin(f):
+        return items
+    if items or offset == 0:
+        ranked = offset + len(items)
+    else:  # past the suggested images: how many there are
+        ranked = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    rest = _queue_statement(f, unsuggested=True)
+    return items + list(
+        session.scalars(rest.offset(max(0, offset - ranked)).limit(limit - len(items)))
+    )
 
 
 def queue(
@@ -632,10 +659,11 @@ def queue(
 ) -> Page:
     """One page of a labelling queue, with the suggestions of ``f.run_id`` for its images."""
     f = f or QueueFilter()
-    stmt = _queue_statement(f)
-    items = list(session.scalars(stmt.offset(page * page_size).limit(page_size)))
+    items = _page_of(session, f, page * page_size, page_size)
     total = None
     if with_total:
+        counted = replace(f, order="id") if _by_margin(f) else f  # every image, suggested or not
+        stmt = _queue_statement(counted)
         total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     preds: dict[int, Prediction] = {}
     if f.run_id is not None and items:

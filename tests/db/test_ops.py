@@ -216,6 +216,19 @@ def test_uncertainty_order_keeps_images_that_have_no_suggestion_yet(catalogue: C
         uncertain = ops.queue(s, ops.QueueFilter(run_id=run_id, order="uncertain"))
         confident = ops.queue(s, ops.QueueFilter(run_id=run_id, order="confident"))
         suggested = ops.queue(s, ops.QueueFilter(run_id=run_id, suggested_model="M"))
+        f = ops.QueueFilter(run_id=run_id, order="uncertain")
+        pages = {
+            (n, k): [i.id for i in ops.queue(s, f, page=k, page_size=n).items]
+            for n, k in ((2, 0), (2, 1), (2, 2), (3, 1), (1, 3))
+        }
+    # pages across the end of the suggested images, and past the end of the queue
+    assert pages == {
+        (2, 0): [ids[1], ids[2]],
+        (2, 1): [ids[0], ids[3]],
+        (2, 2): [],
+        (3, 1): [ids[3]],
+        (1, 3): [ids[3]],
+    }
     assert [i.id for i in uncertain.items] == [ids[1], ids[2], ids[0], ids[3]]
     assert uncertain.total == 4
     assert [i.id for i in confident.items] == [ids[0], ids[2], ids[1], ids[3]]
