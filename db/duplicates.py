@@ -280,23 +280,22 @@ def default_embedding_key(
     session: Session,
     backbone: str = EMBEDDING_BACKBONE,
     view: str = EMBEDDING_VIEW,
-    prefer: str | None = None,
 ) -> str | None:
     """The cache key of ``backbone``'s plain (not flipped) embeddings to use.
 
-    ``prefer`` (e.g. the active run's key) when it is cached; else the default input size
-    (``{backbone}@224``, what ``python -m training fit`` computes unless told otherwise), so
-    that a trial run at another size over more images does not change which embeddings the
-    curation tools read; else the key with the most rows.
+    The default input size (``{backbone}@224``, what ``python -m training fit`` computes
+    unless told otherwise) when it is cached, so that a trial run at another size over more
+    images does not change which embeddings the curation tools read; else the key with the
+    most rows.
     """
     keys = {
         k: n
         for k, n in embedding_keys(session, view).items()
         if (k == backbone or k.startswith(f"{backbone}@")) and not k.endswith(":hflip")
     }
-    for wanted in (prefer, f"{backbone}@{DEFAULT_IMAGE_SIZE}"):
-        if wanted is not None and keys.get(wanted):
-            return wanted
+    default = f"{backbone}@{DEFAULT_IMAGE_SIZE}"
+    if keys.get(default):
+        return default
     return max(keys, key=lambda k: (keys[k], k)) if keys else None
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from db import Catalogue, ops
 from db.duplicates import (
     HashIndex,
     apply_groups,
     backfill_mirror_hashes,
+    default_embedding_key,
     duplicates_of,
     embedding_pairs,
     find_duplicates,
@@ -18,8 +20,8 @@ from db.duplicates import (
     keep_one,
     missing_mirror_ids,
 )
-from db.models import Image, LabelEvent
-from tests.curation.helpers import COPIES, encode, ingest, photo, plant_duplicates
+from db.models import Embedding, Image, LabelEvent
+from tests.curation.helpers import COPIES, add_image, encode, ingest, photo, plant_duplicates
 
 
 @pytest.fixture
@@ -124,3 +126,26 @@ def test_embedding_links_and_hamming() -> None:
     pairs = {(p.a, p.b) for p in embedding_pairs(ids, vectors, min_cosine=0.99)}
     assert pairs == {(1, 7), (2, 8)}
     assert hamming("ffff000000000000", "fff0000000000001") == 5
+
+
+def test_curation_reads_the_default_size_embeddings(catalogue: Catalogue) -> None:
+    """A trial run at 96 px over more images does not change which embeddings it reads."""
+
+    def cache(s: Session, key: str, image_ids: range) -> None:
+        for i in image_ids:
+            vec = np.ones(4, dtype="<f4").tobytes()
+            s.add(Embedding(image_id=i, backbone=key, view="colour", dim=4, vector=vec))
+
+    with catalogue.write() as s:
+        ids = [add_image(s, n) for n in range(5)]
+        cache(s, "efficientnet_lite0@96", range(ids[0], ids[-1] + 1))
+        cache(s, "efficientnet_lite0@96:hflip", range(ids[0], ids[-1] + 1))
+    with catalogue.read() as s:
+        assert default_embedding_key(s) == "efficientnet_lite0@96"  # the only one cached
+    with catalogue.write() as s:
+        cache(s, "efficientnet_lite0@224", range(ids[0], ids[1] + 1))
+        cache(s, "vgg16@224", range(ids[0], ids[-1] + 1))
+    with catalogue.read() as s:
+        assert default_embedding_key(s) == "efficientnet_lite0@224"  # fewer rows, default size
+        assert default_embedding_key(s, "vgg16") == "vgg16@224"
+        assert default_embedding_key(s, "resnet50") is None
