@@ -25,8 +25,8 @@ from inference.preprocess import Preprocessing
 FORMAT = "skulab-cascade"
 VERSION = 2
 READABLE = (1, 2)
-"""Version 1 had no familiarity: its stage 1 compares the cosine to the centroids."""
-"""2: stage 1's open-set similarity is a Mahalanobis familiarity (1: nearest prototype)."""
+"""2: stage 1's open-set similarity is a Mahalanobis familiarity; 1: the cosine to the
+nearest of its stored prototypes (still read, and answered as it was fitted)."""
 META_FILE = "bundle.json"
 HEADS_FILE = "heads.safetensors"
 BACKBONE_FILE = "backbone.safetensors"
@@ -86,6 +86,8 @@ def save_bundle(bundle: Bundle, folder: Path) -> Path:
             continue
         for t in _HEAD_TENSORS:
             tensors[f"{name}.{t}"] = getattr(head, t).detach().float().contiguous()
+        if head.prototypes is not None:
+            tensors[f"{name}.prototypes"] = head.prototypes.detach().float().contiguous()
         if head.familiarity is not None:
             for t in _FAMILIARITY_TENSORS:
                 value = getattr(head.familiarity, t).detach().float().contiguous()
@@ -141,6 +143,7 @@ def _head(tensors: dict[str, torch.Tensor], name: str, meta: dict[str, Any]) -> 
         **{k: float(meta[k]) for k in _HEAD_SCALARS},
         min_similarity=None if threshold is None else float(threshold),
         familiarity=familiarity,
+        prototypes=tensors.get(f"{name}.prototypes"),
     )
 
 

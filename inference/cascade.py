@@ -102,11 +102,16 @@ class Head:
     familiarity: Familiarity | None = None
     """When present (stage 1), the similarity is :meth:`Familiarity.scores`; otherwise the
     cosine to the predicted class's centroid."""
+    prototypes: torch.Tensor | None = None
+    """Stage 1 of a version-1 bundle: unit-length training features, whose nearest cosine
+    was its similarity and what its ``min_similarity`` was set on (read, never fitted)."""
 
     def similarities(self, feats: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
         """Similarity of each row of ``feats`` to what the head was trained on: N."""
         if self.familiarity is not None:
             return self.familiarity.scores(feats)
+        if self.prototypes is not None and len(self.prototypes):
+            return (feats @ self.prototypes.T).max(1).values
         return (feats * self.centroids[predicted]).sum(1)
 
     def features(self, emb: torch.Tensor) -> torch.Tensor:

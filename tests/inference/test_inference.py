@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from db.images import ImageError
 from inference.backbones import (
@@ -184,16 +185,29 @@ def test_bundle_errors_name_the_folder(tmp_path: Path) -> None:
 
 
 def test_version_one_bundles_still_load(tmp_path: Path) -> None:
-    """A bundle written before familiarity (v1) answers as it did, by centroid cosine."""
+    """A bundle written before familiarity (v1) answers as it did: by the cosine to its
+    nearest stored prototype, on which its threshold was set."""
     folder = _toy_bundle(tmp_path)
     meta = json.loads((folder / "bundle.json").read_text())
     assert meta["version"] == 2
     meta["version"] = 1
     meta["stage1"]["min_similarity"] = 0.0
     (folder / "bundle.json").write_text(json.dumps(meta))
+    tensors = load_file(str(folder / "heads.safetensors"))
+    dim = tensors["stage1.weight"].shape[1]
+    protos = torch.nn.functional.normalize(
+        torch.randn(4, dim, generator=torch.Generator().manual_seed(1)), dim=1
+    )
+    save_file({**tensors, "stage1.prototypes": protos}, str(folder / "heads.safetensors"))
     bundle = load_bundle(folder)
-    assert bundle.cascade.stage1.familiarity is None
-    assert bundle.cascade.stage1.min_similarity == 0.0
+    head = bundle.cascade.stage1
+    assert head.familiarity is None and head.min_similarity == 0.0
+    feats = torch.cat([protos[2:3], -protos[0:1]])
+    got = head.similarities(feats, torch.tensor([0, 1]))
+    assert got.tolist() == pytest.approx((feats @ protos.T).max(1).values.tolist())
+    assert got[0] == pytest.approx(1.0)  # a prototype itself: as near as can be
+    resaved = load_bundle(save_bundle(bundle, tmp_path / "again"))
+    assert torch.equal(resaved.cascade.stage1.prototypes, head.prototypes)
     meta["version"] = 7
     (folder / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="v7, expected 'skulab-cascade' v1 or v2"):
