@@ -13,10 +13,11 @@ KEEP_CONFIDENT = 0.98
 """The confidence threshold keeps this share of the correct answers on the calibration set."""
 KEEP_SIMILAR = 0.95
 """The similarity threshold keeps this share of the held-out answers of known classes: the
-usual operating point of open-set detection. On the demo catalogue (6 models, 5 colourways,
-each model held out in turn, BENCHMARKS.md) 0.95 turned 27-43% of a never-seen model's
-pictures into "unknown" and 0.5-2.5% of new colourways of known models; 0.97 turned
-22-34% and 0.3-2%; 0.9 turned 41-60% and 1.3-4%."""
+usual operating point of open-set detection. In an earlier experiment on the demo catalogue
+(6 models, 5 colourways, each model held out in turn; before the stage-1 confidence cap of
+training.cascade_fit) 0.95 turned 27-43% of a never-seen model's pictures into "unknown"
+and 0.5-2.5% of new colourways of known models; 0.97 turned 22-34% and 0.3-2%; 0.9 turned
+41-60% and 1.3-4%. Today's numbers: BENCHMARKS.md, open set."""
 MIN_CALIBRATION = 5
 MIN_TEMPERATURE = 0.3
 """Where held-out answers are all right the likelihood keeps improving as the temperature
