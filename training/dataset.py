@@ -42,15 +42,11 @@ def labelled_examples(cat: Catalogue) -> list[Example]:
     ]
 
 
-def unlabelled_image_ids(cat: Catalogue) -> list[int]:
-    with cat.read() as s:
-        return list(s.scalars(select(Image.id).where(Image.status == "new").order_by(Image.id)))
-
-
-def labelled_image_ids(cat: Catalogue) -> list[int]:
+def image_ids(cat: Catalogue, *statuses: str) -> list[int]:
+    """Ids of the images of these statuses ("new", "labelled", "rejected"), oldest first."""
     with cat.read() as s:
         return list(
-            s.scalars(select(Image.id).where(Image.status == "labelled").order_by(Image.id))
+            s.scalars(select(Image.id).where(Image.status.in_(statuses)).order_by(Image.id))
         )
 
 

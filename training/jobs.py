@@ -123,7 +123,7 @@ def promote_run(cat: Catalogue, run_id: int) -> None:
         run = s.get(Run, run_id)
         if run is None:
             raise LookupError(f"no run {run_id} in {cat.data_dir}")
-        if run.status != "succeeded" or not run.bundle_path:
+        if not _servable(run):
             raise ValueError(f"run {run_id} is {run.status}: only a succeeded run can be active")
         s.execute(update(Run).where(Run.id != run_id).values(active=False))
         run.active = True
@@ -137,10 +137,15 @@ def promote_if_none_active(cat: Catalogue, run_id: int) -> bool:
         if s.scalar(select(Run.id).where(Run.active.is_(True)).limit(1)) is not None:
             return False
         run = s.get(Run, run_id)
-        if run is None or run.status != "succeeded" or not run.bundle_path:
+        if run is None or not _servable(run):
             return False
         run.active = True
         return True
+
+
+def _servable(run: Run) -> bool:
+    """A run that may be the active model: it succeeded and has its bundle."""
+    return run.status == "succeeded" and bool(run.bundle_path)
 
 
 def run_status(cat: Catalogue, run_id: int) -> dict[str, Any]:

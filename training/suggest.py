@@ -14,7 +14,7 @@ from db.models import Prediction, utcnow
 from inference.bundle import load_bundle
 from inference.cascade import decide
 from inference.predictor import active_bundle_dir, run_bundle_dir
-from training.dataset import Example, labelled_image_ids, unlabelled_image_ids
+from training.dataset import Example, image_ids
 from training.fit import Progress, served_embeddings
 from training.jobs import _bundle_data
 
@@ -38,7 +38,7 @@ def suggest(
     else:
         folder = run_bundle_dir(cat, run_id)
     bundle = load_bundle(folder)
-    ids = unlabelled_image_ids(cat) + (labelled_image_ids(cat) if labelled else [])
+    ids = image_ids(cat, "new", "labelled") if labelled else image_ids(cat, "new")
     if not ids:
         say(1.0, "no images to predict" if labelled else "no unlabelled images")
         return 0
