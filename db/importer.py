@@ -81,12 +81,6 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def sku_name(folder: str) -> str:
-    """An SKU folder's name as written; a style code (dd1391-100) in Nike's upper case."""
-    name = " ".join(folder.split())
-    return name.upper() if ops.STYLE_CODE.match(name) else name
-
-
 def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
@@ -119,8 +113,9 @@ def scan_tree(root: Path) -> tuple[list[ImportItem], list[str], bool]:
                 ignored.append(rel)
                 continue
             parts = path.relative_to(base).parts[:-1]
+            # names as written; db.ops.clean_name tidies them (a style code in upper case)
             model = " ".join(parts[0].split()) if parts else None
-            sku = sku_name(parts[1]) if len(parts) > 1 else None
+            sku = " ".join(parts[1].split()) if len(parts) > 1 else None
             items.append(ImportItem(path, rel, model, sku, split))
     return items, ignored, bool(split_dirs)
 
