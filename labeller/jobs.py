@@ -209,8 +209,8 @@ def training_readiness(session: Session) -> Readiness:
     else:
         if not per_split["val"]:
             warnings.append(
-                "No labelled val images: confidences will not be calibrated and the "
-                "'unknown' thresholds not tuned."
+                "No labelled val images: the run will have no val scores, and its "
+                "confidences and 'unknown' thresholds come from cross-validation on train."
             )
         if not per_split["test"]:
             warnings.append("No labelled test images: the run will have no test scores.")
@@ -437,7 +437,7 @@ JOB_TITLES = {
 
 
 @dataclass(frozen=True)
-class SuggestJob:
+class Job:
     """A ``python -m ...`` process started from the app (one per job name and data folder)."""
 
     pid: int
@@ -449,19 +449,13 @@ class SuggestJob:
         return json.dumps(asdict(self))
 
 
-Job = SuggestJob
-
-
 @dataclass(frozen=True)
-class SuggestStatus:
+class JobStatus:
     running: bool
     fraction: float | None
     last_line: str
     log_tail: str
-    job: SuggestJob
-
-
-JobStatus = SuggestStatus
+    job: Job
 
 
 def _job_state(cat: Catalogue, name: str) -> Path:
@@ -522,16 +516,12 @@ def started_text(job: Job) -> str:
         return job.started_at
 
 
-def read_suggest_job(cat: Catalogue) -> SuggestJob | None:
-    return read_job(cat, SUGGEST)
-
-
-def start_suggest(cat: Catalogue, run_id: int | None = None) -> SuggestJob:
+def start_suggest(cat: Catalogue, run_id: int | None = None) -> Job:
     """Start refreshing suggestions (one refresh at a time per data folder)."""
     return start_job(cat, SUGGEST, ("--run", str(run_id)) if run_id is not None else ())
 
 
-def suggest_status(cat: Catalogue) -> SuggestStatus | None:
+def suggest_status(cat: Catalogue) -> JobStatus | None:
     """Where the newest suggestion refresh stands (None if there never was one)."""
     return job_status(cat, SUGGEST)
 
