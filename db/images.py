@@ -50,6 +50,12 @@ def _available_formats() -> list[str]:
     return [f for f in ACCEPTED_FORMATS if f in Image.OPEN]
 
 
+def accepted_text() -> str:
+    """The formats this Pillow decodes, for messages: 'JPEG, PNG, WebP, GIF, AVIF'."""
+    names = {"WEBP": "WebP"}
+    return ", ".join(names.get(f, f) for f in _available_formats() if f != "MPO")
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
     """16-bit and float grayscale ('I;16', 'I', 'F') to 8-bit 'L', keeping the full range."""
     arr = np.asarray(img).astype(np.float64)
@@ -101,7 +107,7 @@ def decode_image(data: bytes, name: str = "<upload>") -> Image.Image:
         raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
     except UnidentifiedImageError:
         raise ImageError(
-            f"{name}: not an image skulab reads (accepted: JPEG, PNG, WebP, GIF)"
+            f"{name}: not an image skulab reads (accepted: {accepted_text()})"
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name}: truncated or corrupt image ({exc})") from None

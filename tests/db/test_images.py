@@ -148,3 +148,14 @@ def test_store_is_content_addressed_and_makes_thumbnails(tmp_path) -> None:
 
     thumb = Image.open(store.thumbnail(Row()))
     assert max(thumb.size) == images.THUMB_SIZE
+
+
+def test_a_file_that_is_no_image_is_told_which_formats_are_read() -> None:
+    Image.init()
+    avif = "AVIF" in Image.OPEN  # Pillow reads AVIF from 11.2 on, where it was built with it
+    assert images.accepted_text() == "JPEG, PNG, WebP, GIF" + (", AVIF" if avif else "")
+    with pytest.raises(ImageError) as err:
+        decode_image(b"just some text", "notes.jpg")
+    assert str(err.value) == (
+        f"notes.jpg: not an image skulab reads (accepted: {images.accepted_text()})"
+    )

@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from db import Catalogue
 from db.demo import generate
+from db.images import accepted_text
 from db.models import Image, ImageSource, Prediction, Run
 from tests.labeller.part2_data import labelled_folder, private_copy, trained_folder
 
@@ -360,7 +361,7 @@ def test_predict_page_refuses_a_bad_file_and_stores_nothing(trained: Catalogue) 
     at.run()
     assert not at.exception
     assert [e.value for e in at.error] == [
-        "Cannot use this file — notes.jpg: not an image skulab reads (accepted: JPEG, PNG, WebP, GIF)"
+        f"Cannot use this file — notes.jpg: not an image skulab reads (accepted: {accepted_text()})"
     ]
     assert not at.metric
     with trained.read() as s:
