@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -181,18 +182,60 @@ def app_server(app_data: Catalogue, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser_page() -> Iterator[object]:
-    """A Playwright page in Debian's Chromium, 1600×1000."""
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, driven by Playwright (a test may open several contexts in it)."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1600, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(30_000)
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield page
+            yield chromium
         finally:
-            context.close()
-            browser.close()
+            chromium.close()
+
+
+def new_page(browser: Any, timeout_ms: int = 30_000) -> Any:
+    """A page in a context of its own (its own cookies and session), 1600×1000."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    return page
+
+
+@pytest.fixture
+def browser_page(browser: Any) -> Iterator[Any]:
+    """A Playwright page in Debian's Chromium, 1600×1000."""
+    page = new_page(browser)
+    try:
+        yield page
+    finally:
+        page.context.close()
+
+
+def settled(page: Any, timeout_ms: int = 60_000) -> None:
+    """Wait until the app's script run (and its fragments) ended and its pictures loaded."""
+    page.wait_for_selector("h1", timeout=timeout_ms)
+    page.wait_for_timeout(300)  # a click's rerun may not have started yet
+    page.wait_for_selector(
+        "[data-testid=stApp][data-test-script-state]:not([data-test-script-state=running])",
+        timeout=timeout_ms,
+    )
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout_ms)
+    page.wait_for_selector('[data-testid="stSkeleton"]', state="detached", timeout=timeout_ms)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function(
+        "Array.from(document.images)"
+        ".every(i => i.loading === 'lazy' || (i.complete && i.naturalWidth > 0))",
+        timeout=timeout_ms,
+    )
+    page.wait_for_timeout(300)
+
+
+def screenshot(page: Any, name: str, full_page: bool = True) -> Path:
+    """Save what the page shows, once it has settled, as ``artifacts/screenshots/<name>.png``."""
+    settled(page)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path

@@ -20,6 +20,7 @@ from db.models import CatalogueEvent, Image, LabelEvent, Prediction, Sku
 from labeller import dashboard, grid, labelling, reviewing
 from labeller.grid import Suggestion
 from labeller.labelling import QueueSpec
+from tests.labeller.conftest import screenshot, settled
 
 APP = str(Path(__file__).resolve().parents[2] / "labeller" / "app.py")
 TIMEOUT = 60
@@ -470,39 +471,26 @@ def test_catalogue_edits_follow_each_other_without_a_reload(app_data: Catalogue)
 # --- the real browser ----------------------------------------------------------------------
 
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-
-
-def _settle(page: Any) -> None:
-    """Wait until the script run and its fragments finished and images are drawn."""
-    page.wait_for_selector("h1", timeout=60_000)
-    page.wait_for_timeout(300)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=60_000)
-    page.wait_for_selector('[data-testid="stSkeleton"]', state="detached", timeout=60_000)
-    page.wait_for_timeout(500)
-
-
 @pytest.mark.browser
 def test_browser_label_page_accepts_all_suggestions(
     app_server: str, browser_page: Any, app_data: Catalogue
 ) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page = browser_page
     page.goto(f"{app_server}/?user=ana")
-    _settle(page)
-    page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
+    settled(page)
+    screenshot(page, "overview")
 
     page.get_by_role("link", name="Label").click()
-    _settle(page)
+    settled(page)
     cards = page.locator('[class*="st-key-lab_card_"]')
     assert cards.count() == grid.DEFAULT_PAGE_SIZE
-    page.screenshot(path=str(SCREENSHOTS / "label.png"), full_page=True)
+    screenshot(page, "label")
     with app_data.read() as s:
         before = s.scalar(select(func.count()).where(Image.status == "labelled"))
 
     page.locator(".st-key-lab_accept button").click()
     page.wait_for_selector('[data-testid="stToast"]', timeout=30_000)
-    _settle(page)
+    settled(page)
     with app_data.read() as s:
         after = s.scalar(select(func.count()).where(Image.status == "labelled"))
         accepted = s.scalar(
@@ -519,18 +507,16 @@ def test_browser_label_page_accepts_all_suggestions(
         ".some(t => t.innerText.includes('Undid'))",
         timeout=30_000,
     )
-    _settle(page)
+    settled(page)
     with app_data.read() as s:
         assert s.scalar(select(func.count()).where(Image.status == "labelled")) == before
 
     page.locator('[class*="st-key-lab_zoom_"] button').first.click()
     page.wait_for_selector('[data-testid="stDialog"] img', timeout=30_000)
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(SCREENSHOTS / "image_dialog.png"))
+    screenshot(page, "image_dialog", full_page=False)
     page.keyboard.press("Escape")
 
     _disagreeing_image(app_data)  # something for the Review page to show
     for name in ("Review", "Catalogue"):
         page.get_by_role("link", name=name).click()
-        _settle(page)
-        page.screenshot(path=str(SCREENSHOTS / f"{name.lower()}.png"), full_page=True)
+        screenshot(page, name.lower())

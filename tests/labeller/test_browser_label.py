@@ -7,7 +7,6 @@ conftest.py), driven in Debian's Chromium. Screenshots go to ``artifacts/screens
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,45 +14,18 @@ from sqlalchemy import select
 
 from db import Catalogue
 from db.models import Image, LabelEvent, Sku
-from tests.labeller.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+from tests.labeller.conftest import new_page, screenshot, settled
 
 pytestmark = pytest.mark.browser
 
 LOAD_MS = 60_000
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, for tests that need more than one browser context."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 def _open(browser: Any, url: str) -> Any:
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(LOAD_MS)
+    page = new_page(browser, LOAD_MS)
     page.goto(url)
-    _settle(page)
+    settled(page, LOAD_MS)
     return page
-
-
-def _settle(page: Any) -> None:
-    """Wait until the script run (and its fragments) ended and the grid is drawn."""
-    page.wait_for_selector("h1", timeout=LOAD_MS)
-    page.wait_for_timeout(300)
-    page.wait_for_selector(
-        "[data-testid=stApp][data-test-script-state]:not([data-test-script-state=running])",
-        timeout=LOAD_MS,
-    )
-    page.wait_for_timeout(300)
 
 
 def _card_ids(page: Any) -> list[int]:
@@ -69,7 +41,7 @@ def _type_into(page: Any, key: str, text: str) -> None:
     page.keyboard.type(text)
     page.wait_for_timeout(300)
     page.keyboard.press("Enter")
-    _settle(page)
+    settled(page, LOAD_MS)
 
 
 def test_two_labellers_in_two_browsers_get_different_images(app_server: str, browser: Any) -> None:
@@ -78,15 +50,14 @@ def test_two_labellers_in_two_browsers_get_different_images(app_server: str, bro
     ana_ids, ben_ids = _card_ids(ana), _card_ids(ben)
     assert len(ana_ids) == len(ben_ids) == 36
     assert not set(ana_ids) & set(ben_ids)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    ben.screenshot(path=str(SCREENSHOTS / "label_second_labeller.png"), full_page=True)
+    screenshot(ben, "label_second_labeller")
     # a reload gives each one the same page back; their next pages stay apart too
     ben.reload()
-    _settle(ben)
+    settled(ben, LOAD_MS)
     assert _card_ids(ben) == ben_ids
     ana.locator("h1").first.click()
     ana.keyboard.press("n")
-    _settle(ana)
+    settled(ana, LOAD_MS)
     assert not set(_card_ids(ana)) & set(ben_ids)
 
 
@@ -106,13 +77,12 @@ def test_searching_the_sku_picker_never_creates_a_junk_sku(
     page.get_by_text("DD1391-103 · White/Grey Fog").first.wait_for()
     for image_id in (first, second):
         page.locator(f".st-key-lab_sel_{image_id} label").click()
-        _settle(page)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "label_picker.png"))
+        settled(page, LOAD_MS)
+    screenshot(page, "label_picker", full_page=False)
     page.locator("h1").first.click()
     page.keyboard.press("l")
     page.wait_for_selector('[data-testid="stToast"]')
-    _settle(page)
+    settled(page, LOAD_MS)
     with app_data.read() as s:
         rows = s.execute(
             select(Image.id, Image.status).where(Image.id.in_([first, second])).order_by(Image.id)

@@ -18,11 +18,11 @@ from playwright.sync_api import expect
 
 from db import Catalogue
 from db.demo import demo_catalogue_spec, generate
+from tests.labeller.conftest import screenshot
 from tests.labeller.part2_data import private_copy, trained_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 LOAD_MS = 90_000
 MODELS = {m.name for m in demo_catalogue_spec()}
 
@@ -43,7 +43,9 @@ def app_data(
 def _sneaker_file(tmp_path: Path) -> Path:
     item = next(i for i in generate(seed=11, per_colourway=1, size=240) if not i.junk)
     path = tmp_path / "my sneaker.png"
-    PILImage.open(io.BytesIO(item.data)).convert("RGB").save(path, format="PNG")
+    # as the demo drew it (transparent, white or grey background): converting to RGB turned
+    # a transparent background black, which no product photo has
+    PILImage.open(io.BytesIO(item.data)).save(path, format="PNG")
     return path
 
 
@@ -60,13 +62,6 @@ def _open(page: Any, url: str, title: str) -> None:
     page.wait_for_load_state("networkidle")
 
 
-def _shot(page: Any, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
 def test_predict_in_the_browser(app_server: str, browser_page: Any, tmp_path: Path) -> None:
     page = browser_page
     _open(page, app_server, "Predict")
@@ -80,8 +75,7 @@ def test_predict_in_the_browser(app_server: str, browser_page: Any, tmp_path: Pa
     expect(metrics.nth(1).locator("[data-testid=stMetricLabel]")).to_have_text("SKU")
     answer = metrics.nth(0).locator("[data-testid=stMetricValue]").inner_text().strip()
     assert answer == "unknown" or answer in MODELS
-    page.wait_for_load_state("networkidle")
-    _shot(page, "predict")
+    screenshot(page, "predict")
 
     bad = tmp_path / "notes.png"
     bad.write_text("not a picture")
@@ -90,7 +84,7 @@ def test_predict_in_the_browser(app_server: str, browser_page: Any, tmp_path: Pa
     # The bad file is refused on its own; the good photo keeps its answer.
     expect(page.locator("[data-testid=stAlertContentError]")).to_have_count(1)
     expect(page.locator("[data-testid=stMetric]")).to_have_count(2)
-    _shot(page, "predict_bad_file")
+    screenshot(page, "predict_bad_file")
 
 
 def test_screenshots_of_splits_and_train(app_server: str, browser_page: Any) -> None:
@@ -98,8 +92,8 @@ def test_screenshots_of_splits_and_train(app_server: str, browser_page: Any) -> 
     _open(page, app_server, "Splits")
     page.get_by_text("Balance per class", exact=True).wait_for(timeout=LOAD_MS)
     page.get_by_text("Leaks between splits", exact=True).wait_for(timeout=LOAD_MS)
-    assert _shot(page, "splits").stat().st_size > 10_000
+    assert screenshot(page, "splits").stat().st_size > 10_000
     _open(page, app_server, "Train")
     page.get_by_text("Compare runs", exact=True).wait_for(timeout=LOAD_MS)
     page.get_by_text("confusion val stage1").first.wait_for(timeout=LOAD_MS)
-    assert _shot(page, "train").stat().st_size > 10_000
+    assert screenshot(page, "train").stat().st_size > 10_000
