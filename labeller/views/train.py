@@ -301,7 +301,8 @@ def _refresh_after_promotion(cat: Catalogue, run_id: int) -> None:
 def _suggestions(cat: Catalogue, runs: list[Run]) -> None:
     st.markdown(
         "**Suggestions**: the active model's predictions on unlabelled images, shown "
-        "on the Label page; they are refreshed on promotion."
+        "on the Label page, and on labelled ones, for Review's \"model disagrees with the "
+        "label\"; they are refreshed on promotion."
     )
     active = next((r for r in runs if r.active), None)
     running = jobs.job_running(cat, jobs.SUGGEST)
