@@ -134,12 +134,14 @@ def _load_pages(session: Session) -> dict[str, list[int]]:
 def _spread_pages(
     rows: Mapping[int, _Row], pages: Mapping[str, list[int]], max_share: float
 ) -> set[str]:
-    """Pages too large to keep whole: more than ``max_share`` of some class's labelled images."""
+    """Pages too large to keep whole: more than ``max_share`` of some class's labelled images,
+    and at least two of them (a class's one labelled image lies in one split however its
+    page is placed: there is nothing to spread, and nothing to report)."""
     class_total = Counter(r.cls for r in rows.values() if r.cls is not None)
     spread = set()
     for url, ids in pages.items():
         per_class = Counter(rows[i].cls for i in ids if i in rows and rows[i].cls is not None)
-        if any(n > max_share * class_total[c] for c, n in per_class.items()):
+        if any(n >= 2 and n > max_share * class_total[c] for c, n in per_class.items()):
             spread.add(url)
     return spread
 

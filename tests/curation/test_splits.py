@@ -185,6 +185,28 @@ def test_page_holding_most_of_a_class_is_spread(catalogue: Catalogue) -> None:
         assert find_leaks(s) == []
 
 
+def test_a_page_with_one_labelled_image_is_not_reported_as_spread(
+    catalogue: Catalogue,
+) -> None:
+    """One labelled photo per product page: nothing to spread, so nothing is reported; once
+    a page holds two photos of its colourway, it is spread (and said so)."""
+    pages = {c: f"https://shop/p/M-{c:03d}" for c in range(12)}
+    with catalogue.write() as s:
+        first = {
+            c: add_image(s, 10 * c, model="M", sku=f"M-{c:03d}", page_url=pages[c]) for c in pages
+        }
+        mates = {c: add_image(s, 10 * c + 1, page_url=pages[c]) for c in pages}  # unlabelled
+        report = assign_splits(s)
+    assert report.pages_spread == 0
+    with catalogue.read() as s:
+        assert len({_splits(s)[i] for i in first.values()}) == 3  # the colourways spread
+    with catalogue.write() as s:
+        for c, image_id in mates.items():
+            ops.set_label(s, image_id, "M", f"M-{c:03d}", user="ann")
+        assert assign_splits(s, seed=5).pages_spread == 12
+        assert find_leaks(s) == []
+
+
 def test_cli_assign_and_bad_ratios(
     catalogue: Catalogue, capsys: pytest.CaptureFixture[str]
 ) -> None:
