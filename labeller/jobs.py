@@ -504,8 +504,9 @@ def job_status(cat: Catalogue, name: str) -> JobStatus | None:
 
 
 def job_running(cat: Catalogue, name: str) -> bool:
-    status = job_status(cat, name)
-    return status is not None and status.running
+    """Whether job ``name`` runs now (its process is alive; its log is not read)."""
+    job = read_job(cat, name)
+    return job is not None and pid_alive(job.pid)
 
 
 def started_text(job: Job) -> str:
