@@ -40,6 +40,16 @@ DEMO_PER_COLOURWAY = 4
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
+@pytest.fixture(autouse=True)
+def _keep_main_module() -> Iterator[None]:
+    """Put back ``sys.modules["__main__"]``, which Streamlit's AppTest replaces with its
+    temporary script and leaves there: a later test that starts processes with
+    multiprocessing's spawn would make every child run that script, and fail."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 def add_fake_run(cat: Catalogue, name: str = "fake run") -> int:
     """An active, succeeded run with a prediction for every unlabelled image.
 
