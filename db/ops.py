@@ -240,13 +240,18 @@ def ingest_image(
 # --- models and SKUs ----------------------------------------------------------------------
 
 
+def normalise_style_code(text: str | None) -> str:
+    """Spaces tidied; a style code (``dd1391-100``) in Nike's upper case, anything else as
+    typed: dd1391-100 is DD1391-100 wherever it is typed."""
+    cleaned = " ".join((text or "").split())
+    return cleaned.upper() if STYLE_CODE.match(cleaned) else cleaned
+
+
 def clean_name(name: str | None, what: str) -> str:
     """A model or SKU name with its white space tidied; empty or too long is an error."""
-    cleaned = " ".join((name or "").split())
+    cleaned = normalise_style_code(name) if what == "SKU" else " ".join((name or "").split())
     if not cleaned:
         raise CatalogueError(f"empty {what} name")
-    if what == "SKU" and STYLE_CODE.match(cleaned):
-        cleaned = cleaned.upper()  # dd1391-100 is Nike's DD1391-100, wherever it is typed
     column = Sku.__table__.c.style_code if what == "SKU" else SneakerModel.__table__.c.name
     if len(cleaned) > column.type.length:
         raise CatalogueError(

@@ -8,7 +8,6 @@ what the Undo button undoes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from db import Catalogue, ops, taxonomy
 from db.models import Image, ImageSource, LabelEvent, Prediction, Run, utcnow
+from db.ops import STYLE_CODE, normalise_style_code
 from labeller.grid import Card, Suggestion, weak_label
 
 CLAIM_MINUTES = 15
@@ -200,16 +200,6 @@ class LabelChoices:
 
     def skus_of(self, model: str | None) -> list[SkuChoice]:
         return [s for s in self.skus if model is None or s.model == model]
-
-
-STYLE_CODE = re.compile(r"^[A-Z0-9]{6}-[0-9]{3}$", re.IGNORECASE)
-"""Nike's style code, ``AAAAAA-NNN`` (the shape a new SKU typed into a picker must have)."""
-
-
-def normalise_style_code(text: str | None) -> str:
-    """Spaces tidied; a style code (``dd1391-100``) in upper case, anything else as typed."""
-    cleaned = " ".join((text or "").split())
-    return cleaned.upper() if STYLE_CODE.match(cleaned) else cleaned
 
 
 @dataclass(frozen=True)

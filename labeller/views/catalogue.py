@@ -10,8 +10,8 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from db import Catalogue, ops, taxonomy
+from db.ops import normalise_style_code
 from labeller import common
-from labeller.labelling import normalise_style_code
 
 P = "cat_"
 MAX_SKU_ROWS = 300
