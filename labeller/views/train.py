@@ -302,7 +302,7 @@ def _suggestions(cat: Catalogue, runs: list[Run]) -> None:
     st.markdown(
         "**Suggestions**: the active model's predictions on unlabelled images, shown "
         "on the Label page, and on labelled ones, for Review's \"model disagrees with the "
-        "label\"; they are refreshed on promotion."
+        'label"; they are refreshed on promotion.'
     )
     active = next((r for r in runs if r.active), None)
     running = jobs.job_running(cat, jobs.SUGGEST)
