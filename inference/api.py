@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -666,13 +666,25 @@ def create_app(
         "/v1/predict",
         operation_id="predict",
         response_model=PredictResponse,
-        responses=ERROR_RESPONSES,
+        responses={
+            **ERROR_RESPONSES,
+            422: {"model": ErrorResponse, "description": "A query parameter is not valid."},
+        },
         dependencies=[Depends(require_key)],
         openapi_extra={"requestBody": _SINGLE_BODY},
     )
-    async def predict(request: Request) -> PredictResponse:
+    async def predict(
+        request: Request,
+        add_to_catalogue: bool = Query(
+            False,
+            description="Also store the photo, and each sneaker region found in it, in the "
+            "catalogue for labelling (source kind 'api'); the answer says their image ids.",
+        ),
+    ) -> PredictResponse:
         """One image: multipart field `file`, or the raw bytes with an `image/*` or
-        `application/octet-stream` content type (the format is read from the bytes)."""
+        `application/octet-stream` content type (the format is read from the bytes).
+        The photo is searched for sneakers and each one found is classified on its own
+        region (`sneakers`); `model` and `sku` answer for the main one."""
         loaded = service.serving()
         kind = media_type(request)
         if kind == "multipart/form-data":
@@ -700,6 +712,20 @@ def create_app(
         images = await service.decode([(data, name)])
         answer = (await service.predict(loaded, images))[0]
         body = image_answer(answer)
+        if add_to_catalogue:
+            from inference.feedback import add_photo
+
+            added = await anyio.to_thread.run_sync(
+                lambda: add_photo(
+                    service.holder.catalogue,
+                    data,
+                    name,
+                    answer if hasattr(answer, "sneakers") else None,
+                    "api",
+                    kind="api",
+                )
+            )
+            body["added"] = {"image_id": added.photo_id, "region_ids": added.region_ids}
         _usage(request).update(
             run_id=loaded.run_id,
             n_images=1,

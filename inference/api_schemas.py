@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from inference.api_usage import UNKNOWN
 from inference.cascade import CascadePrediction
+from inference.predictor import PhotoAnswer
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -35,13 +36,49 @@ class StageAnswer(BaseModel):
     top3: list[Candidate] = Field(description="The best three candidates, best first.")
 
 
+class SneakerAnswer(BaseModel):
+    """One sneaker found in the photo, and the answer for its region."""
+
+    box: list[int] = Field(
+        min_length=4,
+        max_length=4,
+        description="Where it is: [x0, y0, x1, y1] in the photo's pixels.",
+    )
+    score: float = Field(
+        ge=0, le=1, description="How sure the localiser is that a sneaker is there."
+    )
+    model: StageAnswer
+    sku: StageAnswer
+
+
 class ImageAnswer(BaseModel):
+    """The main sneaker's answer in ``model`` and ``sku``; every sneaker found in ``sneakers``."""
+
     model: StageAnswer = Field(description="Stage 1: the sneaker model (from the gray image).")
     sku: StageAnswer = Field(description="Stage 2: the SKU / style code (from the colour image).")
+    sneaker_found: bool = Field(
+        default=True,
+        description="False when no sneaker was found in the photo (model and sku are then unknown).",
+    )
+    box: list[int] | None = Field(
+        default=None, description="The main sneaker's box [x0, y0, x1, y1] (null: none found)."
+    )
+    sneakers: list[SneakerAnswer] = Field(
+        default_factory=list,
+        description="Every sneaker found, the main one first, each classified on its own region.",
+    )
+
+
+class Added(BaseModel):
+    image_id: int = Field(description="The photo's image id in the catalogue.")
+    region_ids: list[int] = Field(description="The image ids of the sneaker regions cut from it.")
 
 
 class PredictResponse(ImageAnswer):
     run_id: int = Field(description="The training run whose model answered.")
+    added: Added | None = Field(
+        default=None, description="With add_to_catalogue=true: what was stored for labelling."
+    )
     time_ms: float = Field(description="Time the service took for this request.")
 
 
@@ -120,9 +157,28 @@ def stage(name: str | None, confidence: float, unknown: bool, top3: list[Any]) -
     )
 
 
-def image_answer(p: CascadePrediction) -> dict[str, StageAnswer]:
-    """A cascade prediction as the API's ``model`` and ``sku`` answers."""
+def _stages(p: CascadePrediction) -> dict[str, StageAnswer]:
     return {
         "model": stage(p.model, p.model_confidence, p.model_unknown, p.model_top3),
         "sku": stage(p.sku, p.sku_confidence, p.sku_unknown, p.sku_top3),
+    }
+
+
+def image_answer(p: PhotoAnswer | CascadePrediction) -> dict[str, Any]:
+    """A photo's answer as the API's fields: the main sneaker's ``model`` and ``sku`` (as
+    before localisation), ``sneaker_found``, its ``box``, and every sneaker found."""
+    if isinstance(p, CascadePrediction):  # a whole picture, not searched for sneakers
+        return _stages(p)
+    return {
+        **_stages(p.main),
+        "sneaker_found": p.sneaker_found,
+        "box": list(p.sneakers[0].region.box) if p.sneakers else None,
+        "sneakers": [
+            SneakerAnswer(
+                box=list(s.region.box),
+                score=min(max(s.region.score, 0.0), 1.0),
+                **_stages(s.prediction),
+            )
+            for s in p.sneakers
+        ],
     }

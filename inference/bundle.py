@@ -20,13 +20,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from inference.cascade import Cascade, Familiarity, Head
+from inference.localise import DetectorHead
 from inference.preprocess import Preprocessing
 
 FORMAT = "skulab-cascade"
-VERSION = 2
-READABLE = (1, 2)
-"""2: stage 1's open-set similarity is a Mahalanobis familiarity; 1: the cosine to the
-nearest of its stored prototypes (still read, and answered as it was fitted)."""
+VERSION = 3
+READABLE = (1, 2, 3)
+"""3: may hold the catalogue's sneaker detector (``detector.weight``, meta ``detector``), and
+photos are then searched for sneakers before they are classified; 2: stage 1's open-set
+similarity is a Mahalanobis familiarity; 1: the cosine to the nearest of its stored
+prototypes (still read, and answered as it was fitted). Bundles without a detector
+classify the whole picture, as they were fitted to."""
 META_FILE = "bundle.json"
 HEADS_FILE = "heads.safetensors"
 BACKBONE_FILE = "backbone.safetensors"
@@ -47,6 +51,8 @@ class Bundle:
     preprocessing: Preprocessing
     cascade: Cascade
     backbone_state: dict[str, torch.Tensor] | None = None
+    detector: DetectorHead | None = None
+    """The catalogue's sneaker detector (None: the whole picture is classified)."""
     meta: dict[str, Any] = field(default_factory=dict)
     """params, fingerprint, metrics, run id, created_at: what the run recorded."""
 
@@ -93,6 +99,8 @@ def save_bundle(bundle: Bundle, folder: Path) -> Path:
                 value = getattr(head.familiarity, t).detach().float().contiguous()
                 tensors[f"{name}.familiarity.{t}"] = value
         stages[name] = _head_meta(head)
+    if bundle.detector is not None:
+        tensors["detector.weight"] = bundle.detector.weight.detach().float().contiguous()
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -105,6 +113,7 @@ def save_bundle(bundle: Bundle, folder: Path) -> Path:
             for s, m in zip(c.skus, c.sku_model, strict=True)
         ],
         "unsure_below": c.unsure_below,
+        "detector": None if bundle.detector is None else {"bias": bundle.detector.bias},
         **stages,
         **bundle.meta,
     }
@@ -174,6 +183,11 @@ def load_bundle(folder: str | os.PathLike[str]) -> Bundle:
             stage2=None if meta.get("stage2") is None else _head(tensors, "stage2", meta["stage2"]),
             unsure_below=float(meta.get("unsure_below", 0.6)),
         )
+        detector = None
+        if meta.get("detector") is not None:
+            detector = DetectorHead(
+                weight=tensors["detector.weight"], bias=float(meta["detector"]["bias"])
+            )
         backbone_state = None
         if meta.get("backbone_finetuned"):
             backbone_state = load_file(str(folder / BACKBONE_FILE))
@@ -194,6 +208,7 @@ def load_bundle(folder: str | os.PathLike[str]) -> Bundle:
             "unsure_below",
             "stage1",
             "stage2",
+            "detector",
         }
     }
     return Bundle(
@@ -201,5 +216,6 @@ def load_bundle(folder: str | os.PathLike[str]) -> Bundle:
         preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
         cascade=cascade,
         backbone_state=backbone_state,
+        detector=detector,
         meta=record,
     )

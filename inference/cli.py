@@ -7,11 +7,26 @@ import csv
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from db.images import IMAGE_SUFFIXES, ImageError
 
+if TYPE_CHECKING:
+    from inference.cascade import CascadePrediction
+    from inference.predictor import Sneaker
+
 PREDICT_CHUNK = 16
-CSV_COLUMNS = ("path", "model", "model_confidence", "sku", "sku_confidence")
+CSV_COLUMNS = (
+    "path",
+    "sneaker",
+    "model",
+    "model_confidence",
+    "sku",
+    "sku_confidence",
+    "box",
+)
+"""One row per sneaker found (``sneaker`` 1, 2, ...; 0 with empty answers: none found);
+``box`` is ``x0 y0 x1 y1`` in the photo's pixels."""
 
 
 def iter_files(paths: Sequence[str]) -> Iterator[Path]:
@@ -78,20 +93,18 @@ def predict_main(argv: Sequence[str]) -> int:
                 failed += 1
                 print(f"{f}: error: {answer}", file=sys.stderr)
                 continue
-            row = {
-                "path": str(f),
-                "model": answer.model or "",
-                "model_confidence": f"{answer.model_confidence:.4f}",
-                "sku": answer.sku or "",
-                "sku_confidence": f"{answer.sku_confidence:.4f}",
-            }
-            rows.append(row)
-            sku = (
-                f"{answer.sku or 'unknown'} ({answer.sku_confidence:.2f})"
-                if answer.sku_top3
-                else "-"  # a stage-1-only cascade: no SKU was labelled
-            )
-            print(f"{f}\t{answer.model or 'unknown'} ({answer.model_confidence:.2f})\t{sku}")
+            if not answer.sneaker_found:
+                rows.append({"path": str(f), "sneaker": 0, "model": "", "sku": ""})
+                print(f"{f}\tno sneaker found")
+                continue
+            several = len(answer.sneakers) > 1
+            for n, sneaker in enumerate(answer.sneakers, start=1):
+                rows.append(_csv_row(f, n, sneaker))
+                where = (
+                    "" if sneaker.region.whole else "\tat " + ",".join(map(str, sneaker.region.box))
+                )
+                name = f"{f}#{n}" if several else str(f)
+                print(f"{name}\t{_answer_text(sneaker.prediction)}{where}")
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
@@ -101,6 +114,35 @@ def predict_main(argv: Sequence[str]) -> int:
         print("no image files found", file=sys.stderr)
         return 2
     return 1 if failed else 0
+
+
+def _answer_text(p: CascadePrediction) -> str:
+    """``model (0.97)\tSKU (0.91)``; the best guess in brackets where the answer is unknown."""
+
+    def one(name: str | None, confidence: float, top3: list[tuple[str, float]]) -> str:
+        if name is not None:
+            return f"{name} ({confidence:.2f})"
+        if top3:
+            return f"unknown (best guess {top3[0][0]} {top3[0][1]:.2f})"
+        return "unknown"
+
+    model = one(p.model, p.model_confidence, p.model_top3)
+    if not p.sku_top3 and p.sku is None and not p.model_unknown:
+        return f"{model}\t-"  # a stage-1-only cascade: no SKU was labelled
+    return f"{model}\t{one(p.sku, p.sku_confidence, p.sku_top3 if p.model else [])}"
+
+
+def _csv_row(path: Path, n: int, sneaker: Sneaker) -> dict[str, object]:
+    p = sneaker.prediction
+    return {
+        "path": str(path),
+        "sneaker": n,
+        "model": p.model or "",
+        "model_confidence": f"{p.model_confidence:.4f}",
+        "sku": p.sku or "",
+        "sku_confidence": f"{p.sku_confidence:.4f}",
+        "box": " ".join(map(str, sneaker.region.box)),
+    }
 
 
 def serve_main(argv: Sequence[str]) -> int:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -20,6 +21,7 @@ from db.images import ImageError
 from inference.backbones import build_backbone
 from inference.bundle import Bundle, load_bundle
 from inference.cascade import CascadePrediction, decide
+from inference.localise import Localiser, Region, crop_region
 from inference.preprocess import VIEWS, View, decode, preprocess
 
 if TYPE_CHECKING:
@@ -27,6 +29,67 @@ if TYPE_CHECKING:
 
 BATCH_SIZE = 8
 """Pictures per backbone forward pass (larger batches are slower per image on a CPU)."""
+
+
+@dataclass
+class Sneaker:
+    """One sneaker found in a photo: where it is, and the cascade's answer for that region."""
+
+    region: Region
+    prediction: CascadePrediction
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.region.to_dict(), **self.prediction.to_dict()}
+
+
+NO_SNEAKER = CascadePrediction(
+    model=None,
+    model_confidence=0.0,
+    sku=None,
+    sku_confidence=0.0,
+    model_top3=[],
+    sku_top3=[],
+    model_unknown=True,
+    sku_unknown=True,
+)
+
+
+@dataclass
+class PhotoAnswer:
+    """The answer for one photo: every sneaker found in it, the main one first.
+
+    Reading a field of :class:`inference.cascade.CascadePrediction` (``model``, ``sku``,
+    ``model_confidence``, ...) on it reads the main sneaker's; a photo with no sneaker
+    answers as unknown there, with :attr:`sneaker_found` False.
+    """
+
+    sneakers: list[Sneaker]
+    size: tuple[int, int]
+    localised: bool
+    """False where the bundle has no detector and the whole picture was classified."""
+
+    @property
+    def sneaker_found(self) -> bool:
+        return bool(self.sneakers)
+
+    @property
+    def main(self) -> CascadePrediction:
+        return self.sneakers[0].prediction if self.sneakers else NO_SNEAKER
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("sneakers", "size", "localised"):
+            raise AttributeError(name)
+        return getattr(self.main, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Today's fields for the main sneaker, plus every sneaker with its box."""
+        return {
+            **self.main.to_dict(),
+            "sneaker_found": self.sneaker_found,
+            "box": list(self.sneakers[0].region.box) if self.sneakers else None,
+            "sneakers": [s.to_dict() for s in self.sneakers],
+            "image_size": list(self.size),
+        }
 
 
 class NoActiveModel(LookupError):
@@ -71,6 +134,7 @@ class Predictor:
         self.cascade = bundle.cascade
         self.preprocessing = bundle.preprocessing
         self.backbone = load_backbone(bundle)
+        self.localiser = Localiser(bundle.detector) if bundle.detector is not None else None
 
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike[str], run_id: int | None = None) -> Predictor:
@@ -104,22 +168,44 @@ class Predictor:
         dim = self.cascade.stage1.center.shape[0]
         return {v: torch.cat(parts) if parts else torch.empty(0, dim) for v, parts in out.items()}
 
-    def predict_images(self, images: Sequence[Image.Image]) -> list[CascadePrediction]:
-        """Answers for decoded RGB pictures (see :func:`inference.preprocess.decode`)."""
-        if not images:
+    def classify(self, pictures: Sequence[Image.Image]) -> list[CascadePrediction]:
+        """The cascade's answer for each picture as a whole (no search for sneakers)."""
+        if not pictures:
             return []
         views: tuple[View, ...] = ("gray", "colour") if self.cascade.stage2 else ("gray",)
-        emb = self.embed(images, views)
+        emb = self.embed(pictures, views)
         with torch.inference_mode():
             return decide(self.cascade, emb["gray"], emb.get("colour"))
 
-    def predict_bytes(self, data: bytes, name: str = "<upload>") -> CascadePrediction:
+    def predict_images(self, images: Sequence[Image.Image]) -> list[PhotoAnswer]:
+        """Answers for decoded RGB photos (see :func:`inference.preprocess.decode`): the
+        sneakers are found first and each one's region is classified; a bundle without a
+        detector classifies the whole picture."""
+        if not images:
+            return []
+        if self.localiser is None:
+            whole = self.classify(images)
+            return [
+                PhotoAnswer([Sneaker(Region((0, 0, *im.size), 1.0, whole=True), p)], im.size, False)
+                for im, p in zip(images, whole, strict=True)
+            ]
+        found = self.localiser.find(list(images))
+        crops = [
+            crop_region(im, r.box)
+            for im, regions in zip(images, found, strict=True)
+            for r in regions
+        ]
+        answers = iter(self.classify(crops))
+        return [
+            PhotoAnswer([Sneaker(r, next(answers)) for r in regions], im.size, True)
+            for im, regions in zip(images, found, strict=True)
+        ]
+
+    def predict_bytes(self, data: bytes, name: str = "<upload>") -> PhotoAnswer:
         """Decode (the one decoder) and predict; raises db.images.ImageError for bad bytes."""
         return self.predict_images([decode(data, name)])[0]
 
-    def predict_many(
-        self, items: Sequence[tuple[bytes, str]]
-    ) -> list[CascadePrediction | ImageError]:
+    def predict_many(self, items: Sequence[tuple[bytes, str]]) -> list[PhotoAnswer | ImageError]:
         """Predict many files at once; a file that cannot be decoded gets its error instead."""
         decoded: list[Image.Image | ImageError] = []
         for data, name in items:

@@ -88,6 +88,11 @@ class Embedded:
     colour: torch.Tensor
     gray_flip: torch.Tensor | None = None
     colour_flip: torch.Tensor | None = None
+    field_rows: list[int] = field(default_factory=list)
+    """Field copies (product shots made into photos, :mod:`training.field`): the row of the
+    example each one was made from, and their embeddings in ``field_gray``/``field_colour``."""
+    field_gray: torch.Tensor | None = None
+    field_colour: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -98,6 +103,9 @@ class Embedded:
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[idx]
 
+        new_row = {old: new for new, old in enumerate(keep)}
+        copies = [j for j, r in enumerate(self.field_rows) if r in new_row]
+        cidx = torch.tensor(copies, dtype=torch.long)
         return Embedded(
             [self.image_ids[i] for i in keep],
             [self.models[i] for i in keep],
@@ -106,7 +114,25 @@ class Embedded:
             self.colour[idx],
             pick(self.gray_flip),
             pick(self.colour_flip),
+            [new_row[self.field_rows[j]] for j in copies],
+            None if self.field_gray is None or not copies else self.field_gray[cidx],
+            None if self.field_colour is None or not copies else self.field_colour[cidx],
         )
+
+    def training_rows(self) -> list[int]:
+        """The example behind each row of :meth:`stacked`: plain, flipped, field copies."""
+        n = len(self)
+        rows = list(range(n)) * (1 if self.gray_flip is None else 2)
+        return rows + (self.field_rows if self.field_gray is not None else [])
+
+    def stacked(self, view: str) -> torch.Tensor:
+        """Every training row of one view: the pictures, their mirror images, field copies."""
+        parts = [getattr(self, view)]
+        if getattr(self, f"{view}_flip") is not None:
+            parts.append(getattr(self, f"{view}_flip"))
+        if self.field_gray is not None and self.field_rows:
+            parts.append(getattr(self, f"field_{view}"))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 @dataclass
@@ -385,10 +411,6 @@ def _sibling_threshold(p: StageProblem, head: Head) -> float | None:
     return float(torch.quantile(best, SIBLING_QUANTILE))
 
 
-def _stack(plain: torch.Tensor, flipped: torch.Tensor | None) -> torch.Tensor:
-    return plain if flipped is None else torch.cat([plain, flipped])
-
-
 def fit_cascade(
     train: Embedded,
     val: Embedded | None = None,
@@ -421,11 +443,13 @@ def _fit_cascade(
     say = progress or (lambda _msg: None)
 
     say(f"stage 1: {len(models)} models, {len(train)} images")
-    gray_all = _stack(train.gray, train.gray_flip)
+    rows1 = train.training_rows()
+    gray_all = train.stacked("gray")
     center1 = gray_all.mean(0)
-    y1 = torch.tensor([model_index[m] for m in train.models] * copies)
+    y1 = torch.tensor([model_index[train.models[r]] for r in rows1])
     colourway = {s: i for i, s in enumerate(sorted({s or "" for s in train.skus}))}
-    groups1 = [colourway[s] if s else len(colourway) + i for i, s in enumerate(train.skus)] * copies
+    group_of = [colourway[s] if s else len(colourway) + i for i, s in enumerate(train.skus)]
+    groups1 = [group_of[r] for r in rows1]  # a colourway's copies stay in its fold
     val1 = _val_rows(val, lambda e_model, _sku: model_index.get(e_model))
     p1 = StageProblem(
         x=normalise(gray_all, center1),
@@ -454,7 +478,8 @@ def _fit_cascade(
         say(f"stage 2: {len(skus)} SKUs, {len(with_sku)} images")
         sub = train.subset(with_sku)
         sku_index = {s: i for i, s in enumerate(skus)}
-        colour_all = _stack(sub.colour, sub.colour_flip)
+        rows2 = sub.training_rows()
+        colour_all = sub.stacked("colour")
         center2 = colour_all.mean(0)
         groups = [[] for _ in models]  # type: list[list[int]]
         for s, m in enumerate(sku_model):
@@ -467,8 +492,8 @@ def _fit_cascade(
         )
         p2 = StageProblem(
             x=normalise(colour_all, center2),
-            y=torch.tensor([sku_index[s] for s in sub.skus] * copies),  # type: ignore[index]
-            cv_groups=list(range(len(sub))) * copies,
+            y=torch.tensor([sku_index[sub.skus[r]] for r in rows2]),  # type: ignore[index]
+            cv_groups=rows2,
             n_classes=len(skus),
             class_groups=[g for g in groups if g],
             x_val=None if val2 is None else normalise(val2[0].colour, center2),
@@ -490,6 +515,7 @@ def _fit_cascade(
         "stage1": report1.__dict__,
         "stage2": None if report2 is None else report2.__dict__,
         "flip_augmented": copies == 2,
+        "field_copies": len(train.field_rows) if train.field_gray is not None else 0,
     }
     return cascade, report
 

@@ -26,6 +26,17 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--tta-flip", action="store_true", help="average with the mirror image")
     fit.add_argument("--no-flip-augment", action="store_true", help="no flipped copies in training")
     fit.add_argument("--no-trim", action="store_true", help="keep white margins as they are")
+    fit.add_argument(
+        "--field-copies",
+        type=int,
+        default=2,
+        help="photos made of each product shot for training (generated scenes; 0: none)",
+    )
+    fit.add_argument(
+        "--no-localise",
+        action="store_true",
+        help="no sneaker detector: photos are classified whole, not searched for sneakers",
+    )
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--name", help="a name for the run")
     fit.add_argument("--promote", action="store_true", help="make the run the active model")
@@ -71,6 +82,8 @@ def _fit(args: argparse.Namespace) -> int:
             tta_flip=args.tta_flip,
             flip_augment=not args.no_flip_augment,
             trim=not args.no_trim,
+            field_copies=args.field_copies,
+            localise=not args.no_localise,
             seed=args.seed,
         )
         run_id = create_run(cat, params, name=args.name)
@@ -124,6 +137,13 @@ def _print_summary(cat: object, run_id: int) -> None:
             print(
                 f"  {split} models not in train: answered unknown {ou['answered_unknown']:.2f} "
                 f"(n={ou['n_unknown_models']})"
+            )
+    for kind, m in (metrics.get("test_by_kind") or {}).items():
+        st = m.get("stage1") or {}
+        if st.get("n"):
+            print(
+                f"  test {kind.replace('_', ' ')}: model top-1 {st['top1']:.3f} (n={st['n']}), "
+                f"no sneaker found {m.get('no_sneaker_found', 0)}"
             )
     for note in metrics.get("notes", []):
         print(f"  note: {note}")

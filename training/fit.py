@@ -21,12 +21,14 @@ from db.models import Image
 from inference.backbones import DEFAULT_BACKBONE, build_backbone, get_spec
 from inference.bundle import Bundle, embedding_key, save_bundle
 from inference.cascade import Cascade
+from inference.localise import DetectorHead, plain_background
 from inference.preprocess import Preprocessing
 from training.calibration import KEEP_CONFIDENT, KEEP_SIMILAR
 from training.cascade_fit import Embedded, fit_cascade
 from training.dataset import Example, fingerprint, labelled_examples, split_counts
 from training.embeddings import BATCH_SIZE, compute_embeddings, ensure_cached, load_cached
-from training.evaluate import evaluate_embeddings, write_pictures
+from training.evaluate import evaluate_answers, evaluate_embeddings, write_pictures
+from training.field import ensure_field_cached, fit_detector, load_field
 
 Progress = Callable[[float, str], None]
 """progress(fraction done 0..1, message)"""
@@ -42,6 +44,8 @@ class FitParams:
     flip_augment: bool = True  # train on left-right flipped copies too
     tta_flip: bool = False  # average the embeddings of a picture and its mirror image
     trim: bool = True  # cut the white margin around the sneaker
+    field_copies: int = 2  # product shots made into photos per train image (0: none)
+    localise: bool = True  # fit the catalogue's sneaker detector; find sneakers in photos
     C: float | None = None  # None: chosen on val or by cross-validation
     keep_confident: float = KEEP_CONFIDENT
     keep_similar: float = KEEP_SIMILAR
@@ -227,6 +231,13 @@ def train(
     timing["embed_s"] = time.perf_counter() - t1
     by_id = {e.image_id: e for e in examples}
     train_data = split_data(data, by_id, "train")
+    detector = None
+    if (params.field_copies or params.localise) and backbone is None and len(train_data):
+        t_field = time.perf_counter()
+        train_data, detector = add_field_copies(
+            cat, train_data, params, pre, _scaled(say, 0.7, 0.75)
+        )
+        timing["field_s"] = time.perf_counter() - t_field
     val_data = split_data(data, by_id, "val")
     if len(train_data) == 0:
         raise ValueError("none of the train images could be read from the image store")
@@ -257,6 +268,7 @@ def train(
         preprocessing=pre,
         cascade=cascade,
         backbone_state=backbone_state,
+        detector=detector,
         meta={
             "run_id": run_id,
             "params": params.to_dict(),
@@ -269,9 +281,72 @@ def train(
         },
     )
     save_bundle(bundle, out_dir)
+    by_kind = evaluate_by_kind(cat, bundle, [e for e in examples if e.split == "test"])
+    if by_kind:
+        metrics["test_by_kind"] = by_kind
+        save_bundle(bundle, out_dir)
     metrics["pictures"] = write_pictures(metrics, out_dir)
     say(1.0, "done")
     return TrainResult(bundle, metrics, fp)
+
+
+def add_field_copies(
+    cat: Catalogue, train_data: Embedded, params: FitParams, pre: Preprocessing, progress: Progress
+) -> tuple[Embedded, DetectorHead | None]:
+    """Train with field copies of its product shots; fit the sneaker detector on them."""
+    copies = max(params.field_copies, 1 if params.localise else 0)
+    key = embedding_key(params.backbone, pre)
+    ensure_field_cached(
+        cat,
+        train_data.image_ids,
+        key,
+        params.backbone,
+        pre,
+        copies,
+        seed=params.seed,
+        progress=lambda done, total: progress(
+            done / max(total, 1), f"field copies of product shots: {done}/{total}"
+        ),
+    )
+    detector = fit_detector(cat, train_data.image_ids, copies) if params.localise else None
+    if params.field_copies:
+        found = load_field(cat, train_data.image_ids, key, params.field_copies)
+        row_of = {image_id: i for i, image_id in enumerate(train_data.image_ids)}
+        train_data.field_rows = [row_of[i] for i in found.image_ids]
+        train_data.field_gray, train_data.field_colour = found.gray, found.colour
+    return train_data, detector
+
+
+def evaluate_by_kind(
+    cat: Catalogue, bundle: Bundle, examples: list[Example]
+) -> dict[str, Any] | None:
+    """Test metrics apart for product shots (plain background) and for other photos, each
+    answered as in use (the photo searched for sneakers, the main one classified); None
+    where the test split holds only one kind (the split's metrics already say it all)."""
+    pics = _open_pictures(cat, [e.image_id for e in examples])
+    kept = [e for e in examples if e.image_id in pics]
+    kinds = {
+        e.image_id: "product_shots" if plain_background(pics[e.image_id]) else "photos"
+        for e in kept
+    }
+    if len(set(kinds.values())) < 2:
+        return None
+    from inference.predictor import Predictor
+
+    predictor = Predictor(bundle)
+    out: dict[str, Any] = {}
+    for kind in ("product_shots", "photos"):
+        part = [e for e in kept if kinds[e.image_id] == kind]
+        answers = predictor.predict_images([pics[e.image_id] for e in part])
+        metrics = evaluate_answers(
+            bundle.cascade,
+            [a.main for a in answers],
+            [e.model for e in part],
+            [e.sku for e in part],
+        )
+        metrics["no_sneaker_found"] = sum(not a.sneaker_found for a in answers)
+        out[kind] = metrics
+    return out
 
 
 def _unmeasured(examples: list[Example]) -> list[str]:

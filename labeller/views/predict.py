@@ -11,7 +11,9 @@ from db import Catalogue, open_catalogue
 from db.images import ImageError, sha256_hex
 from inference.bundle import BundleError
 from inference.cascade import CascadePrediction
-from inference.predictor import NoActiveModel, Predictor, active_bundle_dir
+from inference.feedback import add_photo
+from inference.localise import crop_region
+from inference.predictor import NoActiveModel, PhotoAnswer, Predictor, active_bundle_dir
 from labeller import similar, uploads
 from labeller.common import catalogue, current_user, square_thumbnail
 
@@ -150,32 +152,64 @@ def _neighbours(cat: Catalogue, predictor: Predictor, image_embedding: np.ndarra
         )
 
 
-def _add_button(cat: Catalogue, upload: uploads.Upload, sha: str, user: str | None) -> None:
+def _add_button(
+    cat: Catalogue, upload: uploads.Upload, answer: PhotoAnswer, sha: str, user: str | None
+) -> None:
     done = st.session_state.setdefault("predict_added", {})
     if sha in done:
         st.success(done[sha], icon=":material/check:")
         return
+    regions = [s for s in answer.sneakers if not s.region.whole]
+    label = "Add to the catalogue for labelling"
+    if len(regions) == 1:
+        label = "Add the photo and its sneaker for labelling"
+    elif regions:
+        label = f"Add the photo and its {len(regions)} sneakers for labelling"
     if (
         st.button(
-            "Add to the catalogue for labelling",
+            label,
             key=f"predict_add_{sha[:16]}",
             icon=":material/add_photo_alternate:",
             disabled=user is None,
-            help="Enter your name in the sidebar first." if user is None else None,
+            help="Enter your name in the sidebar first."
+            if user is None
+            else "The photo and each sneaker found in it become images in the Label queue; "
+            "once labelled they train the next run like any other photo.",
         )
         and user
     ):
-        result = uploads.add_to_catalogue(cat, upload, user)
-        done[sha] = (
-            f"Added as image #{result.image_id}; it waits in the Label queue."
-            if result.created
-            else f"Already in the catalogue as image #{result.image_id}."
-        )
+        added = add_photo(cat, upload.data, upload.name, answer, user, kind="upload")
+        done[sha] = added.message()
         st.rerun()
 
 
-Analysis = tuple[CascadePrediction, np.ndarray]
-"""The cascade's answer for an image and its backbone embedding (for the neighbours)."""
+BOX_COLOURS = ((0, 200, 83), (41, 121, 255), (255, 145, 0), (213, 0, 249))
+
+
+def boxed(upload: uploads.Upload, answer: PhotoAnswer):
+    """The photo with a numbered box around each sneaker found."""
+    from PIL import ImageDraw
+
+    img = upload.image.convert("RGB").copy()
+    draw = ImageDraw.Draw(img)
+    width = max(2, round(max(img.size) / 150))
+    for n, sneaker in enumerate(answer.sneakers, start=1):
+        if sneaker.region.whole:
+            continue
+        colour = BOX_COLOURS[(n - 1) % len(BOX_COLOURS)]
+        x0, y0, x1, y1 = sneaker.region.box
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=width)
+        tag = f" {n} "
+        size = max(12, round(max(img.size) / 30))
+        draw.rectangle((x0, y0, x0 + size * 1.6, y0 + size * 1.3), fill=colour)
+        draw.text(
+            (x0 + size * 0.3, y0 + size * 0.1), tag.strip(), fill=(255, 255, 255), font_size=size
+        )
+    return img
+
+
+Analysis = tuple[PhotoAnswer, np.ndarray]
+"""The answer for a photo and the main sneaker's backbone embedding (for the neighbours)."""
 
 
 def _analyse(predictor: Predictor, good: list[uploads.Upload]) -> list[Analysis]:
@@ -187,7 +221,11 @@ def _analyse(predictor: Predictor, good: list[uploads.Upload]) -> list[Analysis]
         with st.spinner(f"Predicting {len(todo)} image(s)…"):
             pictures = [u.image for u, _ in todo]
             preds = predictor.predict_images(pictures)
-            embs = predictor.embed(pictures, (NEIGHBOUR_VIEW,))[NEIGHBOUR_VIEW].numpy()
+            mains = [
+                crop_region(pic, p.sneakers[0].region.box) if p.sneakers else pic
+                for pic, p in zip(pictures, preds, strict=True)
+            ]
+            embs = predictor.embed(mains, (NEIGHBOUR_VIEW,))[NEIGHBOUR_VIEW].numpy()
         for (_, key), pred, emb in zip(todo, preds, embs, strict=True):
             cache[key] = (pred, emb)
     return [cache[k] for k in keys]
@@ -217,12 +255,26 @@ def render() -> None:
         return
     analyses = _analyse(predictor, good)
     user = current_user()
-    for i, (upload, (pred, embedding)) in enumerate(zip(good, analyses, strict=True)):
+    for i, (upload, (answer, embedding)) in enumerate(zip(good, analyses, strict=True)):
         sha = sha256_hex(upload.data)
         with st.container(border=True, key=f"predict_result_{i}"):
             left, right = st.columns([1, 2], gap="large")
-            left.image(upload.image, caption=upload.name, width="stretch")
+            left.image(boxed(upload, answer), caption=upload.name, width="stretch")
             with right:
-                _answer(pred)
-                _add_button(cat, upload, sha, user)
-            _neighbours(cat, predictor, embedding)
+                if not answer.sneaker_found:
+                    st.warning(
+                        "No sneaker found in this photo. If there is one, add the photo for "
+                        "labelling: once labelled, it teaches the next run.",
+                        icon=":material/search_off:",
+                    )
+                elif len(answer.sneakers) == 1:
+                    _answer(answer.main)
+                else:
+                    st.caption(f"{len(answer.sneakers)} sneakers found, numbered on the photo")
+                    tabs = st.tabs([f"Sneaker {n}" for n in range(1, len(answer.sneakers) + 1)])
+                    for tab, sneaker in zip(tabs, answer.sneakers, strict=True):
+                        with tab:
+                            _answer(sneaker.prediction)
+                _add_button(cat, upload, answer, sha, user)
+            if answer.sneaker_found:
+                _neighbours(cat, predictor, embedding)

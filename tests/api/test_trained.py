@@ -51,3 +51,44 @@ def test_trained_run_recognises_held_out_pictures(
     assert info["run_id"] == run.id and info["name"] == "api-e2e"
     assert info["backbone"] == "efficientnet_lite0"
     assert info["metrics"]["val"]["n"] == len(truth)
+
+
+@pytest.mark.slow
+def test_the_api_answers_every_sneaker_with_its_box_and_can_keep_the_photo(
+    trained_catalogue: Catalogue, trained_url: str
+) -> None:
+    from tests.inference.scenes import iou, scene
+
+    two = scene(list(TRAINED_MODELS), seed=3, size=(640, 300))
+    with httpx.Client(base_url=trained_url, timeout=120) as c:
+        r = c.post("/v1/predict", files={"file": ("two.jpg", two.jpeg(), "image/jpeg")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["sneaker_found"] is True
+        assert len(body["sneakers"]) == 2
+        for _model, box in two.truth:
+            assert max(iou(tuple(s["box"]), box) for s in body["sneakers"]) >= 0.3
+        # today's fields answer for the main sneaker
+        assert body["model"] == body["sneakers"][0]["model"]
+        assert body["box"] == body["sneakers"][0]["box"]
+        assert body["added"] is None
+
+        blank = scene([], seed=9).jpeg()
+        r = c.post("/v1/predict", content=blank, headers={"Content-Type": "image/jpeg"})
+        assert r.status_code == 200, r.text
+        none = r.json()
+        assert none["sneaker_found"] is False and none["sneakers"] == [] and none["box"] is None
+        assert none["model"]["unknown"] is True
+
+        r = c.post(
+            "/v1/predict",
+            params={"add_to_catalogue": "true"},
+            files={"file": ("two.jpg", two.jpeg(), "image/jpeg")},
+        )
+        assert r.status_code == 200, r.text
+        added = r.json()["added"]
+    assert len(added["region_ids"]) == 2
+    with trained_catalogue.read() as s:
+        photo = s.get(Image, added["image_id"])
+        assert photo is not None and photo.status == "new"
+        assert photo.sources[0].kind == "api"

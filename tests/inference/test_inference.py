@@ -64,6 +64,20 @@ def test_lite0_package_weights_load_into_timm_one_to_one() -> None:
         map_lite0_state_dict(broken, target)
 
 
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_lite_backbones_load_their_package_weights(name: str) -> None:
+    import timm
+
+    model = build_backbone(name)
+    fresh = timm.create_model(name, num_classes=0)
+    loaded, random = model.state_dict(), fresh.state_dict()
+    assert list(loaded) == list(random)
+    assert not torch.equal(loaded["conv_stem.weight"], random["conv_stem.weight"])
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 3, get_spec(name).image_size, get_spec(name).image_size))
+    assert out.shape == (1, 1280)
+
+
 def test_missing_torchvision_weights_say_which_file_and_where(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -155,12 +169,12 @@ def test_predict_many_gives_per_file_errors_never_a_crash(tmp_path: Path) -> Non
     ]
     answers = predictor.predict_many(items)
     assert [type(a).__name__ for a in answers] == [
-        "CascadePrediction",
+        "PhotoAnswer",
         "ImageError",
         "ImageError",
-        "CascadePrediction",
-        "CascadePrediction",
-        "CascadePrediction",
+        "PhotoAnswer",
+        "PhotoAnswer",
+        "PhotoAnswer",
         "ImageError",
     ]
     assert "notes.txt" in str(answers[1]) and "truncated.png" in str(answers[2])
@@ -189,7 +203,7 @@ def test_version_one_bundles_still_load(tmp_path: Path) -> None:
     nearest stored prototype, on which its threshold was set."""
     folder = _toy_bundle(tmp_path)
     meta = json.loads((folder / "bundle.json").read_text())
-    assert meta["version"] == 2
+    assert meta["version"] == 3
     meta["version"] = 1
     meta["stage1"]["min_similarity"] = 0.0
     (folder / "bundle.json").write_text(json.dumps(meta))
@@ -232,6 +246,14 @@ def test_predict_command_writes_csv_and_reports_bad_files(tmp_path: Path) -> Non
     assert "b.jpg" in proc.stderr
     assert "missing.jpg: error: cannot read it (No such file or directory)" in proc.stderr
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["path", "model", "model_confidence", "sku", "sku_confidence"]
+    assert list(rows[0]) == [
+        "path",
+        "sneaker",
+        "model",
+        "model_confidence",
+        "sku",
+        "sku_confidence",
+        "box",
+    ]
     assert [Path(r["path"]).name for r in rows] == ["a.png"]
     assert rows[0]["model"] in ("Model A", "Model B", "")
