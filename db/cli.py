@@ -14,7 +14,7 @@ from db.catalogue import Catalogue, open_catalogue
 from db.images import MIN_SIDE, ImageError
 
 # Subcommands that live in their own modules: name -> module with add_cli(subparsers).
-EXTRA_COMMANDS = ("db.duplicates", "db.splits", "db.health")
+EXTRA_COMMANDS = ("db.duplicates", "db.splits", "db.health", "db.check")
 
 
 def _progress(desc: str) -> Callable[[int, int], None]:
