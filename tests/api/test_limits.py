@@ -170,3 +170,33 @@ def test_the_server_cuts_off_slow_bodies_and_huge_headers(
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, log.read_text()
+
+
+def test_no_picture_is_kept_after_its_request(
+    small_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big request's pictures are let go when it is answered (the batcher's worker held
+    the last batch until the next request came, and with it the memory of a big one)."""
+    import gc
+    import time
+    import weakref
+
+    kept: list[weakref.ref] = []
+    real = api.decode_all
+
+    def tracked(items, max_pixels):  # type: ignore[no-untyped-def]
+        images = real(items, max_pixels)
+        kept.extend(weakref.ref(im) for im in images)
+        return images
+
+    monkeypatch.setattr(api, "decode_all", tracked)
+    files = [("files", (f"g{i}.png", gray_png(500), "image/png")) for i in range(2)]
+    r = httpx.post(f"{small_server.url}/v1/predict/batch", files=files, timeout=60)
+    assert r.status_code == 200, r.text
+    assert len(kept) == 2
+    for _ in range(100):  # the server's thread finishes the request after answering it
+        gc.collect()
+        if all(ref() is None for ref in kept):
+            break
+        time.sleep(0.05)
+    assert [ref() for ref in kept] == [None, None]
