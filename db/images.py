@@ -32,7 +32,7 @@ EXTENSIONS = {
     "GIF": "gif",
     "AVIF": "avif",
 }
-MIN_SIDE = 32
+MIN_SIDE = 16
 """Pictures smaller than this many pixels a side are not taken into the catalogue (icons,
 tracking pixels); the crawl has its own, larger bar (``SKULAB_MIN_IMAGE_SIDE``)."""
 

@@ -138,7 +138,7 @@ def test_tiny_pictures_are_refused_at_import(tmp_path: Path) -> None:
     (src / "pixel.png").write_bytes(one.getvalue())
     out = run_db(tmp_path / "data", "import", str(src))
     assert out.returncode == 1
-    assert "skipped pixel.png: too small (1x1 px; at least 32 px a side)" in out.stdout
+    assert "skipped pixel.png: too small (1x1 px; at least 16 px a side)" in out.stdout
     assert "1 new images" in out.stdout
     assert run_db(tmp_path / "d2", "import", str(src), "--min-side", "1").returncode == 0
 
