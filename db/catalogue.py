@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import config
 from db.images import ImageStore
+from db.ops import NEW_FILES, discard_new_files
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_S = 30.0
@@ -115,8 +116,22 @@ class Catalogue:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with self._write() as session, session.begin():
-            yield session
+        # Image files written in the transaction (db.ops.ingest_prepared) are removed again
+        # when it rolls back, before the rollback, while this writer still holds the lock.
+        with self._write() as session:
+            session.info[NEW_FILES] = []
+            try:
+                with session.begin():
+                    try:
+                        yield session
+                    except BaseException:
+                        discard_new_files(session, self.store)
+                        raise
+            except BaseException:
+                discard_new_files(session, self.store)  # the commit itself failed
+                raise
+            finally:
+                session.info.pop(NEW_FILES, None)
 
     def _alembic_config(self) -> Any:
         from alembic.config import Config

@@ -11,10 +11,10 @@ from typing import Any
 
 from db import config, ops
 from db.catalogue import Catalogue, open_catalogue
-from db.images import ImageError
+from db.images import MIN_SIDE, ImageError
 
 # Subcommands that live in their own modules: name -> module with add_cli(subparsers).
-EXTRA_COMMANDS = ("db.duplicates", "db.splits", "db.health")
+EXTRA_COMMANDS = ("db.duplicates", "db.splits", "db.health", "db.check")
 
 
 def _progress(desc: str) -> Callable[[int, int], None]:
@@ -45,7 +45,13 @@ def cmd_import(cat: Catalogue, args: argparse.Namespace) -> int:
     from db.importer import import_tree
 
     report = import_tree(
-        cat, args.dir, split=args.split, source=args.source, progress=_progress("import")
+        cat,
+        args.dir,
+        split=args.split,
+        source=args.source,
+        progress=_progress("import"),
+        follow_links=args.follow_links,
+        min_side=args.min_side,
     )
     print(report.summary())
     return 1 if report.errors else 0
@@ -121,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--source", help="a name for where these files came from (shown as their source)"
+    )
+    p.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="import what symbolic links point to (by default links are listed and skipped)",
+    )
+    p.add_argument(
+        "--min-side",
+        type=int,
+        default=MIN_SIDE,
+        help=f"skip pictures smaller than this many pixels a side (default {MIN_SIDE})",
     )
     p.set_defaults(func=cmd_import)
 

@@ -187,12 +187,24 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"  {row['kind']}/{row['spider'] or '-'}: {row['rejected']} of {row['images']} "
             f"rejected ({100 * row['rate']:.1f}%)"
         )
+    if "integrity" in report:
+        i = report["integrity"]
+        found = ", ".join(f"{k} {n}" for k, n in sorted(i["problems"].items()))
+        lines.append(
+            "integrity (python -m db check): "
+            + ("rows, files, history and runs agree" if i["ok"] else f"problems: {found}")
+        )
     return "\n".join(lines)
 
 
 def cmd_health(cat: Any, args: argparse.Namespace) -> int:
+    from db.check import check_catalogue
+
     with cat.read() as s:
         report = health_report(s, data_dir=cat.data_dir)
+    integrity = check_catalogue(cat).to_dict()
+    integrity.pop("details")
+    report["integrity"] = integrity
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 

@@ -32,6 +32,17 @@ EXTENSIONS = {
     "GIF": "gif",
     "AVIF": "avif",
 }
+MIN_SIDE = 16
+"""Pictures smaller than this many pixels a side are not taken into the catalogue (icons,
+tracking pixels); the crawl has its own, larger bar (``SKULAB_MIN_IMAGE_SIDE``)."""
+
+SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+)
+"""File starts that say which format a file means to be, for the message of a damaged one."""
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif"})
 THUMB_SIZE = 256
 WHITE = (255, 255, 255)
@@ -106,11 +117,23 @@ def decode_image(data: bytes, name: str = "<upload>") -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
     except UnidentifiedImageError:
+        meant = _meant_format(data)
+        if meant:
+            raise ImageError(
+                f"{name}: damaged {meant} (it starts like one, but Pillow cannot read it: "
+                "a bad checksum or a broken header)"
+            ) from None
         raise ImageError(
             f"{name}: not an image skulab reads (accepted: {accepted_text()})"
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name}: truncated or corrupt image ({exc})") from None
+
+
+def _meant_format(data: bytes) -> str | None:
+    if data[:12].startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((fmt for sig, fmt in SIGNATURES if data.startswith(sig)), None)
 
 
 def image_format(data: bytes) -> str:
@@ -173,6 +196,16 @@ class ImageStore:
         if not path.exists():
             _atomic_write(path, data)
         return rel
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / rel).exists()
+
+    def discard(self, sha: str, ext: str) -> None:
+        """Remove an image file and its thumbnails (after its rows were rolled back)."""
+        (self.root / self.relpath(sha, ext)).unlink(missing_ok=True)
+        if self.thumbs.is_dir():
+            for size in self.thumbs.iterdir():
+                (size / sha[:2] / f"{sha}.jpg").unlink(missing_ok=True)
 
     def path(self, image: _HasSha) -> Path:
         return self.root / image.path

@@ -220,9 +220,36 @@ def ingest_prepared(
     if split is not None and image.split is None:
         set_split(session, [image.id], split, user=user, how=how)
     session.flush()
-    store.put(prepared.data, prepared.sha256, prepared.ext)
-    store.put_thumbnail_bytes(prepared.sha256, prepared.thumbnail)
+    _put_files(session, store, prepared)
     return IngestResult(image.id, image.sha256, created, source_added, labelled)
+
+
+NEW_FILES = "skulab_new_files"
+"""``session.info`` key: image files this transaction wrote, removed again if it rolls back
+(:meth:`db.catalogue.Catalogue.write`), so that no file outlives its rows."""
+
+
+def _put_files(session: Session, store: ImageStore, prepared: PreparedImage) -> None:
+    """Write the image file and thumbnail, after the rows (inside the transaction, so that
+    a committed row always has its file); a file this transaction creates is noted in
+    ``session.info`` to be removed on rollback."""
+    rel = store.relpath(prepared.sha256, prepared.ext)
+    new = not store.exists(rel)
+    try:
+        store.put(prepared.data, prepared.sha256, prepared.ext)
+        store.put_thumbnail_bytes(prepared.sha256, prepared.thumbnail)
+    except BaseException:
+        if new:
+            store.discard(prepared.sha256, prepared.ext)
+        raise
+    if new:
+        session.info.setdefault(NEW_FILES, []).append((prepared.sha256, prepared.ext))
+
+
+def discard_new_files(session: Session, store: ImageStore) -> None:
+    """Remove the image files this session's transaction wrote (call before rolling back)."""
+    for sha, ext in session.info.pop(NEW_FILES, []):
+        store.discard(sha, ext)
 
 
 def ingest_image(
@@ -261,6 +288,27 @@ def clean_name(name: str | None, what: str) -> str:
     return cleaned
 
 
+FORBIDDEN_IN_NAMES = re.compile(r"[/\\:\x00-\x1f\x7f]")
+"""Characters a new model or SKU name may not hold: path separators (``/``, ``\\``, ``:``)
+and control characters (NUL, new lines, tabs), which no folder of an export can carry."""
+
+
+def new_name(name: str | None, what: str) -> str:
+    """:func:`clean_name` for a model or SKU being created or renamed: a name with a path
+    character or a control character, or that is ``.`` or ``..``, is refused, so that
+    every name is also a folder name (export, then import, gives back the same names)."""
+    if name is not None and FORBIDDEN_IN_NAMES.search(name):
+        bad = sorted({repr(c)[1:-1] for c in FORBIDDEN_IN_NAMES.findall(name)})
+        raise CatalogueError(
+            f"{what} name {name!r} holds {', '.join(bad)}: names may not hold /, \\, : or "
+            "control characters (they are folder names in an export)"
+        )
+    cleaned = clean_name(name, what)
+    if cleaned.strip(".") == "":
+        raise CatalogueError(f"{what} name {cleaned!r} is not a name (only dots)")
+    return cleaned
+
+
 def find_model(session: Session, name: str) -> SneakerModel | None:
     return session.scalar(
         select(SneakerModel).where(SneakerModel.name == clean_name(name, "model"))
@@ -275,7 +323,7 @@ def get_or_create_model(session: Session, name: str) -> SneakerModel:
     name = clean_name(name, "model")
     found = find_model(session, name)
     if found is None:
-        found = SneakerModel(name=name)
+        found = SneakerModel(name=new_name(name, "model"))
         session.add(found)
         session.flush()
     return found
@@ -303,7 +351,7 @@ def get_or_create_sku(
         return found
     model = get_or_create_model(session, model_name)
     found = Sku(
-        style_code=code,
+        style_code=new_name(code, "SKU"),
         model_id=model.id,
         colourway=fit_text(colourway, Sku.__table__.c.colourway),
         title=fit_text(title, Sku.__table__.c.title),

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from db.models import CatalogueEvent, Image, LabelEvent, Sku, SneakerModel, utcnow
-from db.ops import CatalogueError, clean_name, find_model, find_sku
+from db.ops import CatalogueError, clean_name, find_model, find_sku, new_name
 
 HOW = "catalogue"
 
@@ -120,7 +120,7 @@ def _images_where(session: Session, *conds: Any) -> list[Image]:
 
 def create_model(session: Session, name: str, user: str) -> SneakerModel:
     """A new sneaker model; an existing name is an error."""
-    name = clean_name(name, "model")
+    name = new_name(name, "model")
     if find_model(session, name) is not None:
         raise CatalogueError(f"a sneaker model named {name!r} already exists")
     row = SneakerModel(name=name)
@@ -139,7 +139,7 @@ def create_sku(
     title: str | None = None,
 ) -> Sku:
     """A new SKU under an existing model; an existing style code is an error."""
-    code = clean_name(style_code, "SKU")
+    code = new_name(style_code, "SKU")
     if find_sku(session, code) is not None:
         raise CatalogueError(f"an SKU with style code {code!r} already exists")
     parent = _model(session, model)
@@ -162,7 +162,7 @@ def create_sku(
 def rename_model(session: Session, old: str, new: str, user: str) -> TaxonomyChange:
     """Rename a model; its SKUs and images follow (they point at it by id)."""
     row = _model(session, old)
-    new = clean_name(new, "model")
+    new = new_name(new, "model")
     if new == row.name:
         raise CatalogueError(f"model {row.name!r} already has that name")
     if find_model(session, new) is not None:
@@ -184,7 +184,7 @@ def rename_sku(
 ) -> TaxonomyChange:
     """Change an SKU's style code (and optionally its colourway name)."""
     row = _sku(session, old)
-    new = clean_name(new, "SKU")
+    new = new_name(new, "SKU")
     if new != row.style_code and find_sku(session, new) is not None:
         raise CatalogueError(
             f"cannot rename SKU {row.style_code!r} to {new!r}: that SKU exists; merge them instead"

@@ -121,6 +121,17 @@ class ApiSettings:
     ~770 MB as RGB; ~500 product shots or ~20 phone photos)."""
     decode_threads: int = 2
     record_usage: bool = True
+    max_request_pixels: int = 128_000_000
+    """Pixels one request may bring, counted from the images' headers before any is
+    decoded (413 above: ~384 MB as RGB; 16 photos of 8 megapixels)."""
+    body_timeout_s: float = 30.0
+    """Seconds a client has to send its whole request body (408 after)."""
+    max_header_bytes: int = 64 * 1024
+    """Request line and headers together, at most (the server closes the connection)."""
+    keep_alive_s: int = 5
+    """Seconds an idle keep-alive connection stays open."""
+    max_connections: int = 256
+    """Connections and requests at once beyond which the server answers 503."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -239,12 +250,33 @@ def check_declared_length(request: Request, limit: int, what: str) -> None:
         raise _too_large(what, limit)
 
 
+def _body_timeout(request: Request) -> float:
+    service = getattr(request.app.state, "service", None) if "app" in request.scope else None
+    return service.settings.body_timeout_s if service is not None else ApiSettings.body_timeout_s
+
+
 async def limited_stream(request: Request, limit: int, what: str) -> AsyncIterator[bytes]:
-    """The request body chunk by chunk, stopping with 413 as soon as it passes ``limit``."""
+    """The request body chunk by chunk, stopping with 413 as soon as it passes ``limit``,
+    and with 408 when it has not all arrived within the body timeout (a client that sends
+    slowly holds a connection and its buffers for as long as it likes otherwise)."""
     check_declared_length(request, limit, what)
     seen = 0
+    timeout = _body_timeout(request)
+    deadline = anyio.current_time() + timeout
+    chunks = request.stream().__aiter__()
     try:
-        async for chunk in request.stream():
+        while True:
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as scope:
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    return
+            if scope.cancelled_caught:
+                raise ApiError(
+                    408,
+                    "request_timeout",
+                    f"{what} did not arrive within {timeout:g} s (send it at once)",
+                )
             seen += len(chunk)
             if seen > limit:
                 raise _too_large(what, limit)
@@ -353,6 +385,32 @@ def check_pixels(data: bytes, name: str, max_pixels: int) -> None:
         raise _too_many_pixels(name, width, height, max_pixels)
 
 
+def header_pixels(data: bytes) -> int:
+    """The pixel count an image's header claims (0 for bytes that are not an image)."""
+    formats = [f for f in ACCEPTED_FORMATS if f in Image.OPEN]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=formats) as img:
+                width, height = img.size
+    except Exception:  # not an image: the decoder names it
+        return 0
+    return width * height
+
+
+def _give_memory_back() -> None:
+    """Hand freed heap memory back to the OS (glibc keeps it otherwise, and a server that
+    once decoded a big batch stays gigabytes large)."""
+    import ctypes
+
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+TRIM_ABOVE_PIXELS = 16_000_000
+"""Requests that decoded more pixels than this give memory back when they end."""
+
+
 def decode_all(items: Sequence[tuple[bytes, str]], max_pixels: int) -> list[Image.Image]:
     """Decode each image with the one decoder; the first bad one raises an ApiError naming it."""
     images = []
@@ -404,6 +462,42 @@ class Service:
             "no model is loaded: no run is active yet; train a run and promote it "
             "(python -m training fit --promote), the service picks it up without a restart"
         )
+
+    pixels_in_flight: int = 0
+
+    @asynccontextmanager
+    async def admitted(self, items: Sequence[tuple[bytes, str]]) -> AsyncIterator[None]:
+        """Admit a request's images before any is decoded, from their headers: over
+        ``max_request_pixels`` for the request is 413; over ``max_pending_pixels`` for all
+        admitted requests together is 503 with Retry-After. The pixels stay counted until
+        the request's predictions are done; big requests give their memory back after."""
+        claimed = [header_pixels(data) for data, _name in items]
+        total = sum(claimed)
+        limit = self.settings.max_request_pixels
+        if total > limit:
+            raise ApiError(
+                413,
+                "request_too_many_pixels",
+                f"the images of this request hold {total:,} pixels together, over the limit "
+                f"of {limit:,} per request: send fewer or smaller images at a time",
+            )
+        pending = self.settings.max_pending_pixels
+        if self.pixels_in_flight and self.pixels_in_flight + total > pending:
+            raise ApiError(
+                503,
+                "overloaded",
+                f"try again shortly: {self.pixels_in_flight:,} pixels are being worked on "
+                f"(limit {pending:,})",
+                headers={"Retry-After": "1"},
+            )
+        self.pixels_in_flight += total
+        try:
+            yield
+        finally:
+            self.pixels_in_flight -= total
+            if total > TRIM_ABOVE_PIXELS:
+                # after the endpoint has let go of its pictures
+                asyncio.get_running_loop().call_later(0.2, _give_memory_back)
 
     async def decode(self, items: Sequence[tuple[bytes, str]]) -> list[Image.Image]:
         return await anyio.to_thread.run_sync(
@@ -709,8 +803,10 @@ def create_app(
                 "image in field 'file', or the image bytes with an image/* or "
                 "application/octet-stream content type",
             )
-        images = await service.decode([(data, name)])
-        answer = (await service.predict(loaded, images))[0]
+        async with service.admitted([(data, name)]):
+            images = await service.decode([(data, name)])
+            answer = (await service.predict(loaded, images))[0]
+            del images
         body = image_answer(answer)
         if add_to_catalogue:
             from inference.feedback import add_photo
@@ -766,9 +862,13 @@ def create_app(
             items = await uploads_of(form, "files", settings.max_image_bytes)
         finally:
             await form.close()
-        images = await service.decode([(data, name) for data, name, _ in items])
-        answers = await service.predict(loaded, images)
-        _usage(request).update(run_id=loaded.run_id, n_images=len(images))
+        pairs = [(data, name) for data, name, _ in items]
+        async with service.admitted(pairs):
+            images = await service.decode(pairs)
+            answers = await service.predict(loaded, images)
+            n_images = len(images)
+            del images
+        _usage(request).update(run_id=loaded.run_id, n_images=n_images)
         return BatchResponse(
             run_id=loaded.run_id,
             predictions=[
@@ -847,6 +947,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-usage", action="store_true", help="do not record requests in the catalogue"
     )
+    parser.add_argument(
+        "--max-request-megapixels",
+        type=float,
+        default=d.max_request_pixels / 1e6,
+        help="pixels one request may bring, from the images' headers, before decoding",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=d.body_timeout_s,
+        help="seconds a client has to send its request body (408 after)",
+    )
+    parser.add_argument(
+        "--max-header-kb",
+        type=int,
+        default=d.max_header_bytes // 1024,
+        help="largest request line and headers together",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=d.max_connections,
+        help="connections and requests at once beyond which the server answers 503",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> ApiSettings:
@@ -865,7 +989,26 @@ def settings_from_args(args: argparse.Namespace) -> ApiSettings:
         torch_threads=getattr(args, "torch_threads", d.torch_threads) or None,
         batch_images=getattr(args, "batch_images", d.batch_images),
         record_usage=not getattr(args, "no_usage", False),
+        max_request_pixels=int(
+            getattr(args, "max_request_megapixels", d.max_request_pixels / 1e6) * 1e6
+        ),
+        body_timeout_s=getattr(args, "body_timeout", d.body_timeout_s),
+        max_header_bytes=getattr(args, "max_header_kb", d.max_header_bytes // 1024) * 1024,
+        max_connections=getattr(args, "max_connections", d.max_connections),
     )
+
+
+def server_limits(settings: ApiSettings) -> dict[str, Any]:
+    """uvicorn's own limits for the service: the h11 protocol, whose limit on the request
+    line and headers uvicorn sets (its default parser, httptools, takes headers of any
+    size), idle keep-alive connections closed, and 503 beyond ``max_connections``."""
+    return {
+        "http": "h11",
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.keep_alive_s,
+        "limit_concurrency": settings.max_connections,
+        "timeout_graceful_shutdown": 10,
+    }
 
 
 def main(args: argparse.Namespace) -> int:
@@ -892,9 +1035,12 @@ def main(args: argparse.Namespace) -> int:
                 host=args.host,
                 port=args.port,
                 workers=workers,
+                **server_limits(settings),
             )
         else:
-            uvicorn.run(create_app(settings), host=args.host, port=args.port)
+            uvicorn.run(
+                create_app(settings), host=args.host, port=args.port, **server_limits(settings)
+            )
     except RunNotFound as exc:
         log.error("%s", exc)
         return 2

@@ -367,6 +367,9 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 _fail(jobs, "the service is stopping")
                 raise
+            # let go of the pictures now: this frame would hold the last batch (gigabytes
+            # after a big one) until the next request arrives
+            del jobs
 
 
 def _fail(jobs: list[_Job], why: str) -> None:

@@ -236,6 +236,15 @@ def _fail(session: Session, run_id: int, error: str) -> bool:
     return bool(result.rowcount)
 
 
+def _alive(cat: Catalogue, run: Run) -> bool:
+    """Whether the run's process lives: the lock it holds (db.runs; a recycled pid cannot
+    fool it), or its pid where it has no lock yet (queued, its process starting)."""
+    from db.runs import lock_held
+
+    held = lock_held(cat, run.id)
+    return held if held is not None else pid_alive(run.pid)
+
+
 def check_run(cat: Catalogue, run_id: int) -> Run | None:
     """The run, after marking it failed if its process died without saying so.
 
@@ -245,11 +254,11 @@ def check_run(cat: Catalogue, run_id: int) -> Run | None:
     """
     with cat.read() as s:
         run = s.get(Run, run_id)
-    if run is None or run.status in FINISHED or run.pid is None or pid_alive(run.pid):
+    if run is None or run.status in FINISHED or run.pid is None or _alive(cat, run):
         return run
     with cat.write() as s:
         current = s.get(Run, run_id)
-        if current is not None and current.status in UNFINISHED and not pid_alive(current.pid):
+        if current is not None and current.status in UNFINISHED and not _alive(cat, current):
             last = tail(run_log(cat, run_id), max_lines=8)
             error = f"the training process (pid {current.pid}) exited without finishing"
             if last:

@@ -30,6 +30,9 @@ DOWNLOADER_MIDDLEWARES = {
     "scraper.middlewares.AllowedHostsMiddleware": 50,  # before robots.txt is fetched
     "scraper.middlewares.KnownImageMiddleware": 60,
 }
+EXTENSIONS = {
+    "scraper.jobdir.JobDirGuard": 0,  # a JOBDIR left by a killed crawl: start over, lose nothing
+}
 ITEM_PIPELINES = {
     "scraper.pipelines.SkuStatsPipeline": 100,
     "scraper.pipelines.CatalogueIngestPipeline": 300,

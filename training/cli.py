@@ -71,7 +71,11 @@ def _fit(args: argparse.Namespace) -> int:
 
     cat = open_catalogue(args.data)
     if args.run_id is not None:
-        run_id = execute_run(cat, args.run_id, progress=print_progress, promote=args.promote)
+        try:
+            run_id = execute_run(cat, args.run_id, progress=print_progress, promote=args.promote)
+        except (LookupError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     else:
         params = FitParams(
             backbone=args.backbone,
@@ -195,7 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "evaluate":
         from training.jobs import evaluate_run
 
-        metrics = evaluate_run(cat, args.run, progress=print_progress)
+        try:
+            metrics = evaluate_run(cat, args.run, progress=print_progress)
+        except (LookupError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(json.dumps({k: metrics.get(k) for k in ("val", "test")}, indent=1)[:4000])
         _print_summary(cat, args.run)
         return 0

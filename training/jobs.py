@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from sqlalchemy import select, update
 
 from db import Catalogue
 from db.models import Run, utcnow
+from db.runs import RunBusy, acquire, clear_bundle, reap_stale_runs
 from training.fit import FitParams, Progress, train
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,24 @@ def _db_progress(cat: Catalogue, run_id: int, callback: Progress | None) -> Prog
 def execute_run(
     cat: Catalogue, run_id: int, progress: Progress | None = None, promote: bool = False
 ) -> int:
-    """Run the queued run ``run_id`` to the end; returns ``run_id`` (its status says how it went)."""
+    """Run the queued run ``run_id`` to the end; returns ``run_id`` (its status says how it went).
+
+    The process holds the run's lock (:mod:`db.runs`) from taking the run until it has
+    written how it ended, so that any other command can tell a run whose process died.
+    Runs left "running" by a dead process are marked failed first.
+    """
+    reap_stale_runs(cat)
+    try:
+        lock = acquire(cat, run_id)
+    except RunBusy as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        return _execute_locked(cat, run_id, progress, promote)
+    finally:
+        lock.release()
+
+
+def _execute_locked(cat: Catalogue, run_id: int, progress: Progress | None, promote: bool) -> int:
     with cat.write() as s:
         run = s.get(Run, run_id)
         if run is None:
@@ -79,7 +96,7 @@ def execute_run(
         result = train(cat, params, out_dir, progress=report, run_id=run_id)
     except Exception as exc:  # record any failure in the run, then re-raise nothing
         log.exception("run %s failed", run_id)
-        shutil.rmtree(out_dir, ignore_errors=True)
+        clear_bundle(out_dir)
         with cat.write() as s:
             run = s.get(Run, run_id)
             assert run is not None
@@ -119,6 +136,7 @@ def run_fit(
 
 def promote_run(cat: Catalogue, run_id: int) -> None:
     """Make a succeeded run the active model (and no other)."""
+    reap_stale_runs(cat)
     with cat.write() as s:
         run = s.get(Run, run_id)
         if run is None:
@@ -192,7 +210,20 @@ def evaluate_run(cat: Catalogue, run_id: int, progress: Progress | None = None) 
     from training.fit import evaluate_splits
 
     say = progress or (lambda _f, _m: None)
+    reap_stale_runs(cat)
+    with cat.read() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise LookupError(f"no run {run_id} in {cat.data_dir}")
+        if run.status in ("queued", "running"):
+            raise ValueError(
+                f"run {run_id} is still {run.status}: evaluate it once it has finished"
+            )
+        if run.status != "succeeded" or not run.bundle_path:
+            raise ValueError(f"run {run_id} {run.status}: it has no model bundle to evaluate")
     folder = run_bundle_dir(cat, run_id)
+    if not (folder / "bundle.json").is_file():
+        raise LookupError(f"run {run_id}'s model bundle is missing ({folder})")
     bundle = load_bundle(folder)
     examples = [e for e in labelled_examples(cat) if e.split in ("val", "test")]
     data = _bundle_data(cat, bundle, examples, lambda f, m: say(0.8 * f, m))
