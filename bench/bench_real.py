@@ -255,6 +255,7 @@ def main() -> int:
     ap.add_argument("--backbone", default=None)
     ap.add_argument("--field-copies", type=int, default=None)
     ap.add_argument("--no-localise", action="store_true")
+    ap.add_argument("--keep-similar", type=float, help="FitParams.keep_similar (the familiarity bar)")
     ap.add_argument("--skip-product", action="store_true")
     ap.add_argument("--skip-wild", action="store_true")
     ap.add_argument("--data", help="keep the catalogue here (reused: embeddings stay cached)")
@@ -274,6 +275,8 @@ def main() -> int:
         params.field_copies = args.field_copies
     if args.no_localise:
         params.localise = False
+    if args.keep_similar is not None:
+        params.keep_similar = args.keep_similar
     torch.manual_seed(0)
     folder = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="skulab-real-"))
     cat = Catalogue(folder)

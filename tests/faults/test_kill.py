@@ -185,17 +185,22 @@ def test_fit_killed_at_random_points_then_run_again(
     assert active is not None
     answers = _predict(data, sample)
 
-    def progress_at(point: float) -> Callable[[], bool]:
+    def progress_at(point: float, after: int) -> Callable[[], bool]:
+        """The fit started now has reached ``point`` (runs up to ``after`` are earlier kills,
+        whose rows still say running until a later command marks them failed)."""
+
         def reached() -> bool:
             with cat.read() as s:
-                run = s.scalar(select(Run).where(Run.id > active).order_by(Run.id.desc()))
+                run = s.scalar(select(Run).where(Run.id > after).order_by(Run.id.desc()))
             return run is not None and run.status == "running" and run.progress >= point
 
         return reached
 
     killed = 0
     for point in sorted(rng.uniform(0.0, 0.9) for _ in range(KILLS)):
-        killed += kill_when(fit, data, progress_at(point), f"progress {point:.2f}")
+        with cat.read() as s:
+            newest = s.scalar(select(Run.id).order_by(Run.id.desc()).limit(1))
+        killed += kill_when(fit, data, progress_at(point, newest), f"progress {point:.2f}")
     assert killed == KILLS
     again = subprocess.run(fit, cwd=ROOT, env=_env(data), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-3000:]
