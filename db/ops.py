@@ -1001,9 +1001,13 @@ def stats(session: Session) -> dict[str, Any]:
         )
     }
     by_split = {(k or "unassigned"): per_split[k] for k in (*SPLITS, None) if per_split.get(k)}
+    with_sku = session.scalar(
+        select(func.count()).select_from(Image).where(labelled, Image.sku_id.is_not(None))
+    )
     return {
         "images": sum(by_status.values()),
         "by_status": {s: by_status.get(s, 0) for s in ("new", "labelled", "rejected")},
+        "labelled_with_sku": int(with_sku or 0),
         "models": session.scalar(select(func.count()).select_from(SneakerModel)),
         "skus": session.scalar(select(func.count()).select_from(Sku)),
         "by_model": by_model,

@@ -190,13 +190,16 @@ _KEYS_JS = """
   const showHint = () => {
     hint.style.display = onPage() && typing(doc.activeElement) ? "block" : "none";
   };
-  const blurPicker = () => setTimeout(() => {
+  // once a choice is made the picker's list closes; its search box keeps the focus, where
+  // a key would type a letter: give the focus back to the page (now, and once the list
+  // has closed and the app has redrawn it)
+  const blurPicker = () => [0, 120, 400].forEach((ms) => setTimeout(() => {
     const el = doc.activeElement;
     if (el && el.getAttribute("role") === "combobox" && el.getAttribute("aria-expanded") !== "true") {
       el.blur();
     }
     showHint();
-  }, 0);
+  }, ms));
   const onKey = (e) => {
     const el = doc.activeElement;
     if (e.key === "Escape" && typing(el) && onPage()) { el.blur(); showHint(); return; }

@@ -91,13 +91,23 @@ def onboarding(cat: Catalogue) -> None:
 
 def _status_and_splits(stats: dict[str, Any]) -> None:
     by_status = stats["by_status"]
-    m = st.columns(6)
+    m = st.columns(7)
     m[0].metric("Images", f"{stats['images']:,}")
-    m[1].metric("Labelled", f"{by_status['labelled']:,}")
-    m[2].metric("To label", f"{by_status['new']:,}")
-    m[3].metric("Rejected", f"{by_status['rejected']:,}")
-    m[4].metric("Models", f"{stats['models']:,}")
-    m[5].metric("SKUs", f"{stats['skus']:,}")
+    m[1].metric("Labelled", f"{by_status['labelled']:,}", help="with a model, SKU or not")
+    with_sku = stats.get("labelled_with_sku", by_status["labelled"])
+    m[2].metric(
+        "Labelled with SKU",
+        f"{with_sku:,}",
+        delta=f"{by_status['labelled'] - with_sku:,} without SKU"
+        if by_status["labelled"] > with_sku
+        else None,
+        delta_color="off",
+        help="The Label page's queue “Model labelled, SKU missing” lists the others.",
+    )
+    m[3].metric("To label", f"{by_status['new']:,}")
+    m[4].metric("Rejected", f"{by_status['rejected']:,}")
+    m[5].metric("Models", f"{stats['models']:,}")
+    m[6].metric("SKUs", f"{stats['skus']:,}")
 
     left, right = st.columns(2, border=True)
     with left:
