@@ -59,13 +59,26 @@ def onboarding(cat: Catalogue) -> None:
             key="ov_demo_size",
             help="30 gives about 900 images (a minute or so); fewer loads faster.",
         )
-        if st.button("Load the demo data", type="primary", key="ov_demo"):
+        # the click sets the flag before the page runs again, so the button is drawn
+        # disabled for the whole load: a second click cannot start a second one
+        loading = bool(st.session_state.get("ov_demo_loading"))
+        st.button(
+            "Loading the demo data…" if loading else "Load the demo data",
+            type="primary",
+            key="ov_demo",
+            disabled=loading,
+            on_click=lambda: st.session_state.update(ov_demo_loading=True),
+        )
+        if loading:
             try:
                 _load_demo(cat, int(per_colourway))
             except ops.CatalogueError as exc:
                 st.error(str(exc))
             else:
+                st.session_state["ov_demo_loading"] = False
                 st.rerun()
+            finally:
+                st.session_state["ov_demo_loading"] = False
     with folder:
         st.markdown(
             "**Import a folder**  \n`<model>/<SKU>/*.jpg`, `<model>/*.jpg`, loose "
