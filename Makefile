@@ -14,10 +14,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-## Set up, create the catalogue in ./data if missing, and start the labeller app.
+## Set up, create the catalogue in ./data if missing, and start the labeller app on
+## 127.0.0.1 (.streamlit/config.toml); `make app ADDRESS=0.0.0.0` opens it to the network.
+ADDRESS ?=
 app: $(STAMP)
 	$(BIN)/python -m db init
-	$(BIN)/streamlit run labeller/app.py --server.port $(PORT)
+	$(BIN)/streamlit run labeller/app.py --server.port $(PORT) $(if $(ADDRESS),--server.address $(ADDRESS))
 
 ## Set up (incl. Chromium for the browser tests) and run the whole test suite.
 test: $(STAMP) browser

@@ -157,6 +157,11 @@ class LabelEvent(Base):
     before: Mapped[dict[str, Any]] = mapped_column(JSON)
     after: Mapped[dict[str, Any]] = mapped_column(JSON)
     undone: Mapped[bool] = mapped_column(Boolean, default=False)
+    action_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    """The action (one button press, one command) this change belongs to: undo takes back
+    every change of one action and nothing else (see :func:`db.ops.undo_action`)."""
+    undo_of: Mapped[str | None] = mapped_column(String(32))
+    """On an ``undo`` event: the action it took back."""
 
 
 class CatalogueEvent(Base):

@@ -7,12 +7,13 @@ take SQLite's write lock up front, and so that a failure rolls everything back.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, event, exists, func, select
 from sqlalchemy.orm import Session
 
 from db.images import (
@@ -365,7 +366,8 @@ def get_or_create_sku(
 
 
 def snapshot(image: Image) -> dict[str, Any]:
-    """An image's label, status and split, as recorded before/after in every LabelEvent."""
+    """An image's label, status and split, as recorded before/after in every LabelEvent
+    (with who labelled it and when, so that an undo gives those back too)."""
     return {
         "status": image.status,
         "model_id": image.model_id,
@@ -374,6 +376,8 @@ def snapshot(image: Image) -> dict[str, Any]:
         "sku": image.sku.style_code if image.sku else None,
         "split": image.split,
         "split_locked": image.split_locked,
+        "labelled_by": image.labelled_by,
+        "labelled_at": image.labelled_at.isoformat() if image.labelled_at else None,
     }
 
 
@@ -384,6 +388,35 @@ def _get_image(session: Session, image_id: int) -> Image:
     return image
 
 
+# --- actions: what one undo step takes back ---------------------------------------------
+
+ACTION_KEY = "skulab_action_id"
+"""``session.info`` key of the action that the session's label events belong to."""
+
+
+def begin_action(session: Session) -> str:
+    """Start a new action: the label events recorded from now on in this session belong to
+    it, and :func:`undo_action` takes them back together (one button press, one step).
+
+    Without a call, every write session is one action of its own."""
+    action_id = uuid.uuid4().hex
+    session.info[ACTION_KEY] = action_id
+    return action_id
+
+
+def current_action(session: Session) -> str:
+    """The session's action (started on first use)."""
+    return session.info.get(ACTION_KEY) or begin_action(session)
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_action(session: Session, _context: Any, _instances: Any) -> None:
+    """Every new label event, whoever writes it (ops, taxonomy, the app), gets the action id."""
+    for obj in session.new:
+        if isinstance(obj, LabelEvent) and obj.action_id is None:
+            obj.action_id = current_action(session)
+
+
 def _record(
     session: Session,
     image: Image,
@@ -391,22 +424,31 @@ def _record(
     user: str,
     action: str,
     how: str,
-) -> None:
+    *,
+    force: bool = False,
+    undo_of: str | None = None,
+) -> bool:
+    """Record a change of ``image`` (since ``before``); nothing when nothing changed,
+    unless ``force``. Returns whether an event was recorded."""
     session.flush()
     session.refresh(image, ["model", "sku"])
     after = snapshot(image)
-    if after != before:
-        session.add(
-            LabelEvent(
-                image_id=image.id,
-                user=user,
-                action=action,
-                how=how,
-                before=before,
-                after=after,
-                at=utcnow(),
-            )
+    if after == before and not force:
+        return False
+    session.add(
+        LabelEvent(
+            image_id=image.id,
+            user=user,
+            action=action,
+            how=how,
+            before=before,
+            after=after,
+            at=utcnow(),
+            action_id=current_action(session),
+            undo_of=undo_of,
         )
+    )
+    return True
 
 
 def resolve_label(
@@ -442,17 +484,38 @@ def set_label(
     user: str,
     how: str = "manual",
 ) -> Image:
-    """Label an image with a model and optionally an SKU (which must belong to that model)."""
+    """Label an image with a model and optionally an SKU (which must belong to that model).
+
+    Giving an image the label it already has changes nothing and records nothing (not even
+    who labelled it): see :func:`label`."""
     image = _get_image(session, image_id)
+    label(session, image, model, sku, user, how)
+    return image
+
+
+def label(
+    session: Session,
+    image: Image | int,
+    model: str | None,
+    sku: str | None,
+    user: str,
+    how: str = "manual",
+) -> bool:
+    """:func:`set_label`, returning whether the label changed (and an event was recorded)."""
+    if isinstance(image, int):
+        image = _get_image(session, image)
     model_row, sku_row = resolve_label(session, model, sku)
+    model_id = model_row.id if model_row else None
+    sku_id = sku_row.id if sku_row else None
+    if image.status == "labelled" and image.model_id == model_id and image.sku_id == sku_id:
+        return False
     before = snapshot(image)
-    image.model_id = model_row.id if model_row else None
-    image.sku_id = sku_row.id if sku_row else None
+    image.model_id = model_id
+    image.sku_id = sku_id
     image.status = "labelled"
     image.labelled_by = user
     image.labelled_at = utcnow()
-    _record(session, image, before, user, "label", how)
-    return image
+    return _record(session, image, before, user, "label", how)
 
 
 def bulk_label(
@@ -463,12 +526,12 @@ def bulk_label(
     user: str,
     how: str = "bulk",
 ) -> int:
-    """Label many images at once; all or nothing."""
+    """Label many images at once; all or nothing. Returns how many changed (an image that
+    already has this label is left alone)."""
     resolve_label(session, model, sku)
     count = 0
     for image_id in image_ids:
-        set_label(session, image_id, model, sku, user, how)
-        count += 1
+        count += label(session, image_id, model, sku, user, how)
     return count
 
 
@@ -529,9 +592,60 @@ def set_split(
     return moved
 
 
+LABEL_FIELDS = ("status", "model_id", "sku_id")
+SPLIT_FIELDS = ("split", "split_locked")
+
+
+def _changed_fields(ev: LabelEvent) -> list[str]:
+    return [
+        k
+        for k in (*LABEL_FIELDS, *SPLIT_FIELDS)
+        if k in ev.before and ev.before.get(k) != ev.after.get(k)
+    ]
+
+
+def _revert(session: Session, ev: LabelEvent, user: str) -> Image:
+    """Take back one change: only the fields it changed, and only where the image still
+    holds what the change left (a later change by anyone is never overwritten). A locked
+    split is not moved unless this change is what locked it. Raises CatalogueError with
+    the reason where the change cannot be taken back; nothing is written then."""
+    image = _get_image(session, ev.image_id)
+    fields = _changed_fields(ev)
+    if image.split_locked and "split" in fields and "split_locked" not in fields:
+        raise CatalogueError(f"image {image.id}: its {image.split} split is locked")
+    now = snapshot(image)
+    since = [k.removesuffix("_id") for k in fields if now[k] != ev.after.get(k)]
+    if since:
+        raise CatalogueError(
+            f"image {image.id} was changed since ({', '.join(since)}): left as it is"
+        )
+    target = ev.before
+    for key, ref in (("model_id", SneakerModel), ("sku_id", Sku)):
+        if key in fields and target[key] is not None and session.get(ref, target[key]) is None:
+            raise CatalogueError(
+                f"cannot undo change {ev.id} of image {image.id}: its "
+                f"{key.removesuffix('_id')} {target[key.removesuffix('_id')]} no longer exists"
+            )
+    for key in fields:
+        setattr(image, key, target[key])
+    if any(k in fields for k in LABEL_FIELDS):
+        if "labelled_by" in target:
+            image.labelled_by = target["labelled_by"]
+            at = target.get("labelled_at")
+            image.labelled_at = datetime.fromisoformat(at) if at else None
+        elif target["status"] != "labelled":
+            image.labelled_by = None
+            image.labelled_at = None
+    ev.undone = True
+    _record(session, image, now, user, "undo", "undo", force=True, undo_of=ev.action_id)
+    return image
+
+
 def undo(session: Session, image_id: int, user: str) -> LabelEvent | None:
-    """Undo the newest change to an image that is not undone yet; returns that event."""
-    event = session.scalar(
+    """Undo the newest change to an image that is not undone yet; returns that event.
+
+    Only what that change did is taken back (see :func:`undo_action` for a whole action)."""
+    ev = session.scalar(
         select(LabelEvent)
         .where(
             LabelEvent.image_id == image_id,
@@ -541,25 +655,107 @@ def undo(session: Session, image_id: int, user: str) -> LabelEvent | None:
         .order_by(LabelEvent.id.desc())
         .limit(1)
     )
-    if event is None:
+    if ev is None:
         return None
-    image = _get_image(session, image_id)
-    before = snapshot(image)
-    target = event.before
-    for key, ref in (("model_id", SneakerModel), ("sku_id", Sku)):
-        if target[key] is not None and session.get(ref, target[key]) is None:
-            raise CatalogueError(
-                f"cannot undo change {event.id} of image {image_id}: its "
-                f"{key.removesuffix('_id')} {target[key.removesuffix('_id')]} no longer exists"
+    begin_action(session)
+    _revert(session, ev, user)
+    return ev
+
+
+@dataclass
+class UndoResult:
+    """What :func:`undo_action` did: the images it gave back their state, and why it left
+    others as they are."""
+
+    action_id: str | None
+    undo_id: str | None = None
+    reverted: list[int] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    summary: str = ""
+
+    @property
+    def n(self) -> int:
+        return len(self.reverted)
+
+
+def undo_action(session: Session, action_id: str, user: str) -> UndoResult:
+    """Take back every change of one action, and nothing else: not an older change, not a
+    later one (an image changed since is left as it is, said in ``kept``), not a locked
+    split. The undo is an action of its own in the history (``undo`` events, ``undo_of``
+    naming the action), and the action's events are marked undone."""
+    events = list(
+        session.scalars(
+            select(LabelEvent)
+            .where(
+                LabelEvent.action_id == action_id,
+                ~LabelEvent.undone,
+                LabelEvent.action != "undo",
             )
-    image.status = target["status"]
-    image.model_id = target["model_id"]
-    image.sku_id = target["sku_id"]
-    image.split = target["split"]
-    image.split_locked = target["split_locked"]
-    event.undone = True
-    _record(session, image, before, user, "undo", "undo")
-    return event
+            .order_by(LabelEvent.id.desc())
+        )
+    )
+    result = UndoResult(action_id, summary=describe(events))
+    if not events:
+        return result
+    result.undo_id = begin_action(session)
+    seen: set[int] = set()
+    for ev in events:
+        try:
+            with session.begin_nested():
+                _revert(session, ev, user)
+        except CatalogueError as exc:
+            result.kept.append(str(exc))
+            continue
+        if ev.image_id not in seen:
+            seen.add(ev.image_id)
+            result.reverted.append(ev.image_id)
+    return result
+
+
+_DONE = {
+    ("label", "suggestion"): ("accepted", "suggestion"),
+    ("confirm", None): ("confirmed", "label"),
+    ("reject", None): ("rejected", "image"),
+    ("unreject", None): ("put back", "image"),
+    ("clear", None): ("cleared", "label"),
+    ("label", None): ("labelled", "image"),
+    ("split", None): ("moved", "image"),
+}
+
+
+def describe(events: Sequence[LabelEvent]) -> str:
+    """An action in words, from its events: 'accepted 60 suggestions', 'rejected 3 images'."""
+    if not events:
+        return "nothing"
+    first = events[0]
+    n = len({e.image_id for e in events})
+    verb, noun = _DONE.get((first.action, first.how)) or _DONE.get(
+        (first.action, None), (first.action, "image")
+    )
+    text = f"{verb} {n} {noun}{'s' if n != 1 else ''}"
+    if first.action == "split":
+        text += f" to {first.after.get('split') or 'no split'}"
+    elif first.action == "label" and first.how != "suggestion":
+        label = " / ".join(p for p in (first.after.get("model"), first.after.get("sku")) if p)
+        text += f" {label}" if label else ""
+    return text
+
+
+def last_action_by(session: Session, user: str) -> tuple[str, str] | None:
+    """The newest action of a user that is not undone: (action id, what it did in words)."""
+    ev = last_event_by(session, user)
+    if ev is None or ev.action_id is None:
+        return None
+    events = list(
+        session.scalars(
+            select(LabelEvent).where(
+                LabelEvent.action_id == ev.action_id,
+                ~LabelEvent.undone,
+                LabelEvent.action != "undo",
+            )
+        )
+    )
+    return ev.action_id, describe(events)
 
 
 def last_event_by(session: Session, user: str) -> LabelEvent | None:
@@ -590,8 +786,12 @@ class QueueFilter:
     dup_group: int | None = None
     suggested_model: str | None = None
     suggested_sku: str | None = None
+    suggested_unknown: bool | None = None
+    """True: only images whose suggestion is 'unknown model' (likely junk); False: only those
+    with a suggested model, then the images without a suggestion yet."""
+    sku_missing: bool = False  # a model label and no SKU
     run_id: int | None = None  # predictions of this run (suggestions)
-    order: str = "id"  # id | newest | uncertain | confident | dup_group
+    order: str = "id"  # id | newest | uncertain | confident | dup_group | model
     user: str | None = None  # leave out images that other labellers hold
     image_ids: Sequence[int] | None = None
 
@@ -627,6 +827,8 @@ def _queue_statement(f: QueueFilter, unsuggested: bool = False) -> Any:
         conds.append(Image.split == f.split)
     if f.dup_group is not None:
         conds.append(Image.dup_group == f.dup_group)
+    if f.sku_missing:
+        conds.extend((Image.model_id.is_not(None), Image.sku_id.is_(None)))
     if f.image_ids is not None:
         conds.append(Image.id.in_(list(f.image_ids)))
     src_conds = []
@@ -649,16 +851,21 @@ def _queue_statement(f: QueueFilter, unsuggested: bool = False) -> Any:
             )
         )
     by_margin = f.run_id is not None and f.order in ("uncertain", "confident")
-    if f.run_id is not None and (f.suggested_model or f.suggested_sku or by_margin):
+    narrowed = f.suggested_model or f.suggested_sku or f.suggested_unknown is not None
+    if f.run_id is not None and (narrowed or by_margin):
         on = and_(Prediction.image_id == Image.id, Prediction.run_id == f.run_id)
         if unsuggested:
             conds.append(~exists().where(on))
         else:
             stmt = stmt.join(Prediction, on)
-        if f.suggested_model:
-            conds.append(Prediction.model_name == f.suggested_model)
-        if f.suggested_sku:
-            conds.append(Prediction.sku == f.suggested_sku)
+            if f.suggested_model:
+                conds.append(Prediction.model_name == f.suggested_model)
+            if f.suggested_sku:
+                conds.append(Prediction.sku == f.suggested_sku)
+            if f.suggested_unknown is True:
+                conds.append(Prediction.model_name.is_(None))
+            elif f.suggested_unknown is False:
+                conds.append(Prediction.model_name.is_not(None))
     stmt = stmt.where(*conds)
     if by_margin and not unsuggested:
         margin = Prediction.margin.asc() if f.order == "uncertain" else Prediction.margin.desc()
@@ -667,6 +874,8 @@ def _queue_statement(f: QueueFilter, unsuggested: bool = False) -> Any:
         stmt = stmt.order_by(Image.id.desc())
     elif f.order == "dup_group":
         stmt = stmt.order_by(Image.dup_group.is_(None), Image.dup_group, Image.id)
+    elif f.order == "model":
+        stmt = stmt.order_by(Image.model_id, Image.id)
     else:
         stmt = stmt.order_by(Image.id)
     return stmt
@@ -677,7 +886,7 @@ def _by_margin(f: QueueFilter) -> bool:
     return (
         f.run_id is not None
         and f.order in ("uncertain", "confident")
-        and not (f.suggested_model or f.suggested_sku)
+        and not (f.suggested_model or f.suggested_sku or f.suggested_unknown)
     )
 
 
@@ -715,9 +924,13 @@ def queue(
     items = _page_of(session, f, page * page_size, page_size)
     total = None
     if with_total:
-        counted = replace(f, order="id") if _by_margin(f) else f  # every image, suggested or not
-        stmt = _queue_statement(counted)
-        total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+        parts = [_queue_statement(f)]
+        if _by_margin(f):  # every image, suggested or not
+            parts.append(_queue_statement(f, unsuggested=True))
+        total = sum(
+            session.scalar(select(func.count()).select_from(p.order_by(None).subquery())) or 0
+            for p in parts
+        )
     preds: dict[int, Prediction] = {}
     if f.run_id is not None and items:
         preds = {
@@ -788,9 +1001,13 @@ def stats(session: Session) -> dict[str, Any]:
         )
     }
     by_split = {(k or "unassigned"): per_split[k] for k in (*SPLITS, None) if per_split.get(k)}
+    with_sku = session.scalar(
+        select(func.count()).select_from(Image).where(labelled, Image.sku_id.is_not(None))
+    )
     return {
         "images": sum(by_status.values()),
         "by_status": {s: by_status.get(s, 0) for s in ("new", "labelled", "rejected")},
+        "labelled_with_sku": int(with_sku or 0),
         "models": session.scalar(select(func.count()).select_from(SneakerModel)),
         "skus": session.scalar(select(func.count()).select_from(Sku)),
         "by_model": by_model,

@@ -47,8 +47,7 @@ def page_function(name: str) -> Callable[[], None]:
 
 
 def frame() -> str | None:
-    """What every page shares: page settings, the labeller's name, the catalogue in use."""
-    st.set_page_config(page_title="skulab", page_icon="👟", layout="wide")
+    """What every page shares: the labeller's name, the catalogue in use."""
     user = common.user_box()
     cat = common.catalogue()
     with st.sidebar:
@@ -69,6 +68,9 @@ def navigation() -> st.Page:
 
 
 def main() -> None:
+    # before the navigation: the favicon is then the app's own, not a page's Material icon,
+    # which the browser would fetch from fonts.gstatic.com (an outside address)
+    st.set_page_config(page_title="skulab", page_icon="👟", layout="wide")
     page = navigation()
     frame()
     page.run()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,20 +128,120 @@ def notify(message: str, icon: str = ":material/check_circle:") -> None:
 
 
 def push_action(action: labelling.Action) -> None:
+    """Remember an action for Undo. One that changed nothing is remembered too, so that the
+    next Undo says so instead of reaching past it to an older action."""
     stack: list[labelling.Action] = st.session_state.setdefault(UNDO_KEY, [])
     stack.append(action)
     del stack[:-50]
 
 
 def undo(cat: Catalogue, user: str) -> str:
-    """Undo this session's last action (or, in a new session, the user's newest change)."""
+    """Undo this session's last action (or, in a new session, the user's newest action)."""
     stack: list[labelling.Action] = st.session_state.setdefault(UNDO_KEY, [])
     if stack:
-        action = stack.pop()
-        n = labelling.undo_action(cat, action, user)
-        return f"Undid “{action.message}” ({n} image{'s' if n != 1 else ''})"
-    n = labelling.undo_last(cat, user)
-    return f"Undid your last change ({n} image)" if n else "Nothing to undo"
+        return labelling.undo_action(cat, stack.pop(), user).message
+    return labelling.undo_last(cat, user).message
+
+
+def undo_hint(cat: Catalogue, user: str) -> str:
+    """What Undo would take back now, in words."""
+    stack: list[labelling.Action] = st.session_state.get(UNDO_KEY) or []
+    if stack:
+        top = stack[-1]
+        return top.summary if top.action_id else "nothing (your last action changed nothing)"
+    found = labelling.last_action(cat, user)
+    return f"{found[1]} (your last action)" if found else "nothing yet"
+
+
+_KEYS_JS = """
+<script>
+(() => {
+  // Keys that act whenever focus is not in a text field: Streamlit's own shortcuts stop
+  // after a checkbox, a slider or a picker took the focus. Installed once per page view.
+  const KEYS = %(keys)s;
+  const doc = window.document;
+  const typing = (el) => {
+    if (!el) return false;
+    if (el.isContentEditable) return true;
+    if (el.tagName === "TEXTAREA" || el.tagName === "SELECT") return true;
+    if (el.tagName !== "INPUT") return false;
+    return !["checkbox", "radio", "range", "button", "submit", "reset", "file", "color"]
+      .includes((el.type || "").toLowerCase());
+  };
+  const button = (names) => {
+    for (const n of names) {
+      const b = doc.querySelector(".st-key-" + n + " button");
+      if (b) return b;
+    }
+    return null;
+  };
+  const onPage = () => Object.values(KEYS).some((names) => button(names));
+  let hint = doc.getElementById("skulab-keys-hint");
+  if (!hint) {
+    hint = doc.createElement("div");
+    hint.id = "skulab-keys-hint";
+    hint.setAttribute("role", "status");
+    hint.textContent = "Keys off while you type in a field: press Esc or click outside it.";
+    hint.style.cssText = "position:fixed;right:16px;bottom:12px;z-index:100000;display:none;" +
+      "padding:4px 10px;border-radius:6px;font:13px sans-serif;background:#31333F;color:#fff;" +
+      "opacity:.85;pointer-events:none";
+    doc.body.appendChild(hint);
+  }
+  const showHint = () => {
+    hint.style.display = onPage() && typing(doc.activeElement) ? "block" : "none";
+  };
+  // once a choice is made the picker's list closes; its search box keeps the focus, where
+  // a key would type a letter: give the focus back to the page (now, and once the list
+  // has closed and the app has redrawn it)
+  const blurPicker = () => [0, 120, 400].forEach((ms) => setTimeout(() => {
+    const el = doc.activeElement;
+    if (el && el.getAttribute("role") === "combobox" && el.getAttribute("aria-expanded") !== "true") {
+      el.blur();
+    }
+    showHint();
+  }, ms));
+  const onKey = (e) => {
+    const el = doc.activeElement;
+    if (e.key === "Escape" && typing(el) && onPage()) { el.blur(); showHint(); return; }
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+    const names = KEYS[(e.key || "").toLowerCase()];
+    if (!names) {
+      if (e.key === "Enter" && el && el.getAttribute("role") === "combobox") blurPicker();
+      return;
+    }
+    const b = button(names);
+    if (!b || typing(el)) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    if (!b.disabled) b.click();
+  };
+  const onClick = (e) => {
+    if (e.target && e.target.closest && e.target.closest("[role=option]")) blurPicker();
+  };
+  const w = window;
+  if (w.__skulabKeys) {
+    doc.removeEventListener("keydown", w.__skulabKeys.onKey, true);
+    doc.removeEventListener("click", w.__skulabKeys.onClick, true);
+    doc.removeEventListener("focusin", w.__skulabKeys.showHint, true);
+    doc.removeEventListener("focusout", w.__skulabKeys.blurred, true);
+  }
+  const blurred = () => setTimeout(showHint, 0);
+  w.__skulabKeys = { onKey, onClick, showHint, blurred };
+  doc.addEventListener("keydown", onKey, true);
+  doc.addEventListener("click", onClick, true);
+  doc.addEventListener("focusin", showHint, true);
+  doc.addEventListener("focusout", blurred, true);
+})();
+</script>
+"""
+
+
+def keyboard_shortcuts(keys: dict[str, str]) -> None:
+    """Make single keys click buttons (key: button key) whenever focus is not in a text
+    field, and show a small hint while it is. A picker gives the focus back once a choice
+    is made, so "choose, then press L" needs no extra click."""
+    mapping = {k.lower(): [v] for k, v in keys.items()}
+    st.html(_KEYS_JS % {"keys": json.dumps(mapping)}, unsafe_allow_javascript=True)
 
 
 def progress_callback(label: str) -> Callable[..., None]:

@@ -21,11 +21,22 @@ class Suggestion:
     model_conf: float | None
     sku: str | None
     sku_conf: float | None
+    model_guess: str | None = None
+    """Where the model is unknown: the best guess, whose confidence ``model_conf`` is."""
+    sku_guess: str | None = None
+    """Where the SKU is unknown: the best guess, whose confidence ``sku_conf`` is."""
+    for_sku: bool = False
+    """A guess at the SKU of an image labelled with its model only: accepting it gives the
+    image this SKU (the Model labelled, SKU missing queue)."""
 
     @property
     def usable(self) -> bool:
         """Whether accepting it would label anything (the model was not 'unknown')."""
         return bool(self.model)
+
+    @property
+    def gives_sku(self) -> bool:
+        return bool(self.sku)
 
 
 @dataclass(frozen=True)
@@ -67,17 +78,26 @@ def label_text(model: str | None, sku: str | None, status: str) -> str:
     return f"{model} / {sku}" if sku else model
 
 
+def _guess(name: str | None, conf: float | None) -> str:
+    return f" (best guess {name} {percent(conf)})".replace(" )", ")") if name else ""
+
+
 def suggestion_text(s: Suggestion | None) -> str:
-    """'Nike Dunk Low 92% · DD1391-100 81%'; 'unknown model 31%' when below the threshold."""
+    """'Nike Dunk Low 92% · DD1391-100 81%'. An 'unknown' carries no confidence of its own:
+    the best guess is named beside it with its confidence, as the API answers
+    ('unknown model (best guess Nike Dunk Low 31%)', 'Nike Dunk Low 92% · SKU unknown (best
+    guess DD1391-100 40%)')."""
     if s is None:
         return "no suggestion"
+    if s.for_sku:
+        return f"SKU {s.sku} {percent(s.sku_conf)}".rstrip() + " (best guess)"
     if not s.model:
-        return f"unknown model {percent(s.model_conf)}".strip()
+        return "unknown model" + _guess(s.model_guess, s.model_conf)
     text = f"{s.model} {percent(s.model_conf)}".strip()
     if s.sku:
         text += f" · {s.sku} {percent(s.sku_conf)}".rstrip()
-    elif s.sku_conf is not None:
-        text += f" · SKU unknown {percent(s.sku_conf)}"
+    else:
+        text += " · SKU unknown" + _guess(s.sku_guess, s.sku_conf)
     return text
 
 

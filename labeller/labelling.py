@@ -16,13 +16,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from db import Catalogue, ops, taxonomy
-from db.models import Image, ImageSource, LabelEvent, Prediction, Run, utcnow
+from db.models import Image, ImageSource, LabelEvent, Prediction, Run, Sku, SneakerModel, utcnow
 from db.ops import STYLE_CODE, normalise_style_code
 from labeller.grid import Card, Suggestion, weak_label
 
 CLAIM_MINUTES = 15
 QUEUE_KINDS = {
-    "uncertain": "Most uncertain suggestion first",
+    "uncertain": "Sneakers, least sure first",
+    "junk": "Likely junk (reject in bulk)",
+    "missing_sku": "Model labelled, SKU missing",
     "suggested": "By suggested model / SKU",
     "weak": "By weak label",
     "duplicates": "Near-duplicate groups",
@@ -61,6 +63,18 @@ def queue_filter(spec: QueueSpec, run_id: int | None, user: str | None) -> ops.Q
     f = ops.QueueFilter(status="new", run_id=run_id, user=user)
     if spec.kind == "uncertain":
         f.order = "uncertain" if run_id is not None else "id"
+        if run_id is not None:
+            f.suggested_unknown = False  # what the model calls 'unknown model' is in "junk"
+    elif spec.kind == "junk":
+        f.order = "uncertain"
+        f.suggested_unknown = True
+        if run_id is None:
+            f.image_ids = ()  # no model, no idea what is junk
+    elif spec.kind == "missing_sku":
+        f.status = "labelled"
+        f.sku_missing = True
+        f.model = spec.model
+        f.order = "model"
     elif spec.kind == "suggested":
         f.suggested_model = spec.suggested_model
         f.suggested_sku = spec.suggested_sku
@@ -91,10 +105,34 @@ class GridPage:
     run_id: int | None
 
 
+def _top_name(pred: Prediction, key: str) -> str | None:
+    top = (pred.top or {}).get(key) or []
+    return top[0].get("name") if top and isinstance(top[0], dict) else None
+
+
 def _suggestion(pred: Prediction | None) -> Suggestion | None:
     if pred is None:
         return None
-    return Suggestion(pred.model_name, pred.model_conf, pred.sku, pred.sku_conf)
+    return Suggestion(
+        pred.model_name,
+        pred.model_conf,
+        pred.sku,
+        pred.sku_conf,
+        model_guess=None if pred.model_name else _top_name(pred, "model_top3"),
+        sku_guess=None if pred.sku else _top_name(pred, "sku_top3"),
+    )
+
+
+def sku_guess(pred: Prediction | None, model: str, sku_models: dict[str, str]) -> Suggestion | None:
+    """For an image labelled ``model`` without an SKU: the prediction's likeliest SKU of that
+    model (even one below the bar, named a guess), to accept in one click."""
+    if pred is None:
+        return None
+    for entry in (pred.top or {}).get("sku_top3") or []:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if name and sku_models.get(name) == model:
+            return Suggestion(model, None, name, entry.get("confidence"), for_sku=True)
+    return None
 
 
 def _weak(sources: Iterable[ImageSource]) -> tuple[str, ...]:
@@ -106,7 +144,14 @@ def _weak(sources: Iterable[ImageSource]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def make_card(image: Image, pred: Prediction | None) -> Card:
+def make_card(
+    image: Image, pred: Prediction | None, sku_models: dict[str, str] | None = None
+) -> Card:
+    """The card of an image; with ``sku_models`` (style code: model), an image labelled with a
+    model and no SKU gets the guess at its SKU as its suggestion (:func:`sku_guess`)."""
+    suggestion = _suggestion(pred)
+    if sku_models is not None and image.model is not None and image.sku_id is None:
+        suggestion = sku_guess(pred, image.model.name, sku_models)
     return Card(
         image_id=image.id,
         sha256=image.sha256,
@@ -116,7 +161,7 @@ def make_card(image: Image, pred: Prediction | None) -> Card:
         sku=image.sku.style_code if image.sku else None,
         split=image.split,
         dup_group=image.dup_group,
-        suggestion=_suggestion(pred),
+        suggestion=suggestion,
         weak=_weak(image.sources),
     )
 
@@ -136,18 +181,38 @@ def _load_images(session: Session, ids: Sequence[int]) -> dict[int, Image]:
     return {i.id: i for i in session.scalars(stmt)}
 
 
-def _predictions(session: Session, ids: Sequence[int], run_id: int | None) -> dict[int, Prediction]:
+def _predictions(
+    session: Session, ids: Sequence[int], run_id: int | None, any_run: bool = False
+) -> dict[int, Prediction]:
+    """The predictions of ``run_id`` for these images; with ``any_run``, an image without one
+    gets its newest prediction of another run (labelled images are not predicted again)."""
     if run_id is None or not ids:
         return {}
     stmt = select(Prediction).where(Prediction.run_id == run_id, Prediction.image_id.in_(ids))
-    return {p.image_id: p for p in session.scalars(stmt)}
+    found = {p.image_id: p for p in session.scalars(stmt)}
+    missing = [i for i in ids if i not in found]
+    if any_run and missing:
+        older = select(Prediction).where(Prediction.image_id.in_(missing)).order_by(Prediction.id)
+        for p in session.scalars(older):
+            found[p.image_id] = p
+    return found
 
 
-def cards_for(session: Session, ids: Sequence[int], run_id: int | None) -> list[Card]:
-    """Cards of these images, in this order (ids that no longer exist are left out)."""
+def cards_for(
+    session: Session, ids: Sequence[int], run_id: int | None, *, sku_guesses: bool = False
+) -> list[Card]:
+    """Cards of these images, in this order (ids that no longer exist are left out).
+
+    ``sku_guesses``: images labelled with a model only get their SKU guess as suggestion."""
     images = _load_images(session, ids)
-    preds = _predictions(session, list(images), run_id)
-    return [make_card(images[i], preds.get(i)) for i in ids if i in images]
+    preds = _predictions(session, list(images), run_id, any_run=sku_guesses)
+    sku_models = None
+    if sku_guesses:
+        pairs = select(Sku.style_code, SneakerModel.name).join(
+            SneakerModel, Sku.model_id == SneakerModel.id
+        )
+        sku_models = dict(session.execute(pairs).tuples().all())
+    return [make_card(images[i], preds.get(i), sku_models) for i in ids if i in images]
 
 
 def load_page(
@@ -166,9 +231,9 @@ def load_page(
     with cat.write() as session:
         found = ops.queue(session, f, page=page, page_size=page_size)
         ids = [i.id for i in found.items]
-        if f.status == "new" and ids:
+        if (f.status == "new" or f.sku_missing) and ids:
             ops.claim(session, ids, user, minutes=CLAIM_MINUTES)
-        cards = cards_for(session, ids, run_id)
+        cards = cards_for(session, ids, run_id, sku_guesses=spec.kind == "missing_sku")
     return GridPage(cards, found.total, page, page_size, run_id)
 
 
@@ -394,6 +459,19 @@ def suggestion_coverage(session: Session, run_id: int) -> tuple[int, int]:
     return coverage(session, run_id, "new")
 
 
+def missing_sku_counts(session: Session) -> dict[str, int]:
+    """Images labelled with a model and no SKU, per model (most first)."""
+    n = func.count(Image.id)
+    stmt = (
+        select(SneakerModel.name, n)
+        .join(Image, Image.model_id == SneakerModel.id)
+        .where(Image.status == "labelled", Image.sku_id.is_(None))
+        .group_by(SneakerModel.name)
+        .order_by(n.desc(), SneakerModel.name)
+    )
+    return {m: int(c) for m, c in session.execute(stmt).all()}
+
+
 def duplicate_summary(session: Session) -> tuple[int, int]:
     """(near-duplicate groups with an unlabelled image, unlabelled images in a group)."""
     grouped = (Image.status == "new", Image.dup_group.is_not(None))
@@ -411,19 +489,35 @@ def source_kinds(session: Session) -> list[str]:
 
 @dataclass(frozen=True)
 class Action:
-    """What one button did: which images changed. Undo reverts exactly these."""
+    """What one button did. ``action_id`` names its changes in the history (one undo step);
+    ``None`` when it changed nothing (then nothing was recorded and there is nothing to undo).
+    """
 
     kind: str
     image_ids: tuple[int, ...]
     message: str
     skipped: tuple[str, ...] = ()
+    action_id: str | None = None
+    summary: str = ""
+    """What it did in a few words, for the Undo button: 'accepted 60 suggestions'."""
+    no_sku: tuple[int, ...] = ()
+    """Images it gave a model but no SKU."""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'s' if n != 1 else ''}"
 
 
 def accept_suggestions(cat: Catalogue, cards: Sequence[Card], user: str) -> Action:
-    """Label each card with its suggestion; one whose model or SKU is gone is skipped, said."""
+    """Label each card with its suggestion, as one action; one whose model or SKU is gone is
+    skipped, said. An image that already has its suggestion as label is left alone and
+    counted, so that accepting a page of verified labels records nothing and says so."""
     done: list[int] = []
+    same: list[int] = []
+    no_sku: list[int] = []
     skipped: list[str] = []
     with cat.write() as session:
+        action_id = ops.begin_action(session)
         for card in cards:
             s = card.suggestion
             if s is None or not s.usable:
@@ -431,38 +525,92 @@ def accept_suggestions(cat: Catalogue, cards: Sequence[Card], user: str) -> Acti
                 continue
             try:
                 with session.begin_nested():
-                    ops.set_label(session, card.image_id, s.model, s.sku, user, how="suggestion")
+                    changed = ops.label(session, card.image_id, s.model, s.sku, user, "suggestion")
             except ops.CatalogueError as exc:
                 skipped.append(f"image {card.image_id}: {exc}")
                 continue
+            if not changed:
+                same.append(card.image_id)
+                continue
             done.append(card.image_id)
-    msg = f"Accepted {len(done)} suggestion{'s' if len(done) != 1 else ''}"
+            if not s.sku:
+                no_sku.append(card.image_id)
+    if not done:
+        msg = "Nothing changed"
+        if same:
+            msg += f": {_plural(len(same), 'ticked image')} already had that label"
+        msg += " (nothing recorded, nothing to undo)"
+    else:
+        msg = f"Accepted {_plural(len(done), 'suggestion')}"
+        if no_sku:
+            msg += (
+                f"; {_plural(len(no_sku), 'image')} got a model but no SKU (the SKU was unknown):"
+                f" find them in the queue “{QUEUE_KINDS['missing_sku']}”"
+            )
+        if same:
+            msg += f"; {len(same):,} already had that label"
     if skipped:
-        msg += f"; skipped {len(skipped)}"
-    return Action("accept", tuple(done), msg, tuple(skipped))
+        msg += f"; skipped {len(skipped):,}"
+    summary = f"accepted {_plural(len(done), 'suggestion')}"
+    return Action(
+        "accept",
+        tuple(done),
+        msg,
+        tuple(skipped),
+        action_id if done else None,
+        summary,
+        tuple(no_sku),
+    )
 
 
 def label_images(
     cat: Catalogue, image_ids: Sequence[int], model: str | None, sku: str | None, user: str
 ) -> Action:
-    """Give the images one model and SKU (all or nothing)."""
+    """Give the images one model and SKU (all or nothing), as one action."""
     if not image_ids:
         raise ops.CatalogueError("select images to label first")
     with cat.write() as session:
+        action_id = ops.begin_action(session)
         n = ops.bulk_label(session, image_ids, model, sku, user, how="bulk")
     what = " / ".join(p for p in (model, sku) if p)
-    return Action("label", tuple(image_ids), f"Labelled {n} image{'s' if n != 1 else ''} {what}")
+    if n == 0:
+        msg = f"Nothing changed: the selected images are already labelled {what}"
+        return Action("label", (), msg + " (nothing recorded)")
+    msg = f"Labelled {_plural(n, 'image')} {what}"
+    if len(image_ids) > n:
+        msg += f" ({len(image_ids) - n:,} already were)"
+    if not sku:
+        msg += " (model only, no SKU)"
+    return Action(
+        "label",
+        tuple(image_ids),
+        msg,
+        action_id=action_id,
+        summary=f"labelled {_plural(n, 'image')} {what}",
+        no_sku=tuple(image_ids) if not sku else (),
+    )
 
 
 def reject_images(cat: Catalogue, image_ids: Sequence[int], user: str) -> Action:
-    """Mark images as junk (they leave every queue and all training)."""
+    """Mark images as junk (they leave every queue and all training), as one action."""
     if not image_ids:
         raise ops.CatalogueError("select images to reject first")
     with cat.write() as session:
+        action_id = ops.begin_action(session)
+        n = 0
         for image_id in image_ids:
-            ops.reject(session, image_id, user)
-    n = len(image_ids)
-    return Action("reject", tuple(image_ids), f"Rejected {n} image{'s' if n != 1 else ''}")
+            image = session.get(Image, image_id)
+            if image is None:
+                raise ops.CatalogueError(f"no image with id {image_id}")
+            if image.status != "rejected":
+                ops.reject(session, image_id, user)
+                n += 1
+    if n == 0:
+        return Action("reject", (), "Nothing changed: already rejected (nothing recorded)")
+    msg = f"Rejected {_plural(n, 'image')}"
+    return Action(
+        "reject", tuple(image_ids), msg, action_id=action_id, summary=msg[0].lower() + msg[1:]
+    )
 
 
 def confirm_labels(cat: Catalogue, image_ids: Sequence[int], user: str) -> Action:
@@ -471,6 +619,7 @@ def confirm_labels(cat: Catalogue, image_ids: Sequence[int], user: str) -> Actio
         raise ops.CatalogueError("select images to confirm first")
     now = utcnow()
     with cat.write() as session:
+        action_id = ops.begin_action(session)
         images = _load_images(session, image_ids)
         for image_id in image_ids:
             image = images.get(image_id)
@@ -486,28 +635,57 @@ def confirm_labels(cat: Catalogue, image_ids: Sequence[int], user: str) -> Actio
                     before=snap,
                     after=snap,
                     at=now,
+                    action_id=action_id,
                 )
             )
-    n = len(image_ids)
-    return Action("confirm", tuple(image_ids), f"Confirmed {n} label{'s' if n != 1 else ''}")
+    msg = f"Confirmed {_plural(len(image_ids), 'label')}"
+    return Action(
+        "confirm", tuple(image_ids), msg, action_id=action_id, summary=msg[0].lower() + msg[1:]
+    )
 
 
-def undo_action(cat: Catalogue, action: Action, user: str) -> int:
-    """Revert one action: the newest change of each of its images. Returns how many reverted."""
-    reverted = 0
+@dataclass(frozen=True)
+class Undone:
+    """What an undo did, in words for the labeller."""
+
+    message: str
+    reverted: tuple[int, ...] = ()
+    kept: tuple[str, ...] = ()
+
+
+def _undone_message(summary: str, result: ops.UndoResult) -> str:
+    msg = f"Undid: {summary} ({_plural(result.n, 'image')} back as before)"
+    if result.kept:
+        msg += f"; {_plural(len(result.kept), 'image')} left as they are (changed since)"
+    return msg
+
+
+def undo_action(cat: Catalogue, action: Action, user: str) -> Undone:
+    """Take back one action: every change it recorded, and nothing else."""
+    if action.action_id is None:
+        return Undone(f"Nothing to undo: the last action changed nothing ({action.message})")
     with cat.write() as session:
-        for image_id in action.image_ids:
-            reverted += ops.undo(session, image_id, user) is not None
-    return reverted
+        result = ops.undo_action(session, action.action_id, user)
+    if not result.n and not result.kept:
+        return Undone(f"Nothing to undo: “{action.summary}” was undone already")
+    summary = action.summary or result.summary
+    return Undone(_undone_message(summary, result), tuple(result.reverted), tuple(result.kept))
 
 
-def undo_last(cat: Catalogue, user: str) -> int:
-    """Without a remembered action (a new session): undo this user's newest change."""
+def last_action(cat: Catalogue, user: str) -> tuple[str, str] | None:
+    """(action id, what it did) of this user's newest action not undone, from the history."""
+    with cat.read() as session:
+        return ops.last_action_by(session, user)
+
+
+def undo_last(cat: Catalogue, user: str) -> Undone:
+    """Without a remembered action (a new session): undo this user's newest action."""
     with cat.write() as session:
-        event = ops.last_event_by(session, user)
-        if event is None:
-            return 0
-        return int(ops.undo(session, event.image_id, user) is not None)
+        found = ops.last_action_by(session, user)
+        if found is None:
+            return Undone("Nothing to undo")
+        result = ops.undo_action(session, found[0], user)
+    return Undone(_undone_message(found[1], result), tuple(result.reverted), tuple(result.kept))
 
 
 # --- one image in detail -------------------------------------------------------------------

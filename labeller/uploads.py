@@ -17,6 +17,8 @@ from db.ops import IngestResult, Source, ingest_prepared, prepare_image
 
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "gif")
 """File types the Predict page accepts."""
+TYPES_TEXT = "JPEG, PNG, WebP or GIF (" + ", ".join(f".{t}" for t in UPLOAD_TYPES) + ")"
+"""The accepted types in words: the upload hint and the refusal say the same."""
 
 MAX_UPLOAD_MB = 10
 """Per-file upload limit of the Predict page (Streamlit refuses bigger files in the browser)."""
@@ -44,9 +46,7 @@ def check_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> U
     name = safe_name(name)
     suffix = PurePath(name).suffix.lower().lstrip(".")
     if suffix and suffix not in UPLOAD_TYPES:
-        raise ImageError(
-            f"{name}: .{suffix} files are not accepted (use {', '.join(UPLOAD_TYPES)})"
-        )
+        raise ImageError(f"{name}: .{suffix} files are not accepted: use {TYPES_TEXT}")
     if len(data) > max_bytes:
         raise ImageError(
             f"{name}: file too large ({len(data) / 2**20:.1f} MiB; the limit is "

@@ -30,10 +30,20 @@ def _queue_controls(cat: Catalogue, run_id: int | None) -> tuple[QueueSpec, int]
     with cat.read() as s, top[1]:
         if kind == "uncertain":
             st.caption(
-                "Unlabelled images, the ones the active model is least sure about first."
+                "Unlabelled sneakers, the ones the active model is least sure about first "
+                "(what it calls an unknown model is in “Likely junk”)."
                 if run_id
                 else "No active run yet: unlabelled images in the order they came in."
             )
+        elif kind == "junk":
+            st.caption(
+                "Unlabelled images the active model recognises as no sneaker model it knows: "
+                "boxes, charts, T-shirts, … Select all, untick the sneakers, press X."
+                if run_id
+                else "No active run yet: without a model nothing is known to be junk."
+            )
+        elif kind == "missing_sku":
+            spec = _missing_sku_controls(s)
         elif kind == "suggested":
             model, sku = _label_choice(
                 "Suggested model / SKU",
@@ -104,6 +114,56 @@ def _prefill_pickers(cat: Catalogue, pick: tuple[str | None, str | None] | None)
     if model:
         st.session_state[f"{P}pick_model"] = model
         st.session_state[f"{P}pick_sku"] = sku
+
+
+def _missing_sku_controls(session: Session) -> QueueSpec:
+    """Images labelled with a model and no SKU, model by model."""
+    counts = labelling.missing_sku_counts(session)
+    total = sum(counts.values())
+    model = st.selectbox(
+        "Model",
+        list(counts),
+        index=None,
+        format_func=lambda m: f"{m} ({counts.get(m, 0):,} without SKU)",
+        key=f"{P}missing_model",
+        placeholder=f"All models ({total:,} images without SKU)",
+    )
+    return QueueSpec(kind="missing_sku", model=model)
+
+
+def _sku_buttons(
+    cat: Catalogue, choices: labelling.LabelChoices, cards: list, spec: QueueSpec, user: str
+) -> str | None:
+    """One button per SKU of the queue's model: gives the selected images that SKU."""
+    models = [spec.model] if spec.model else sorted({c.model for c in cards if c.model})
+    if len(models) != 1:
+        st.caption("Choose a model above to give its SKUs in one click per SKU.")
+        return None
+    skus = choices.skus_of(models[0])[:24]
+    if not skus:
+        return None
+    st.caption(f"Give the selected images an SKU of **{models[0]}**:")
+    clicked = None
+    for row in grid.rows(skus, 6):
+        cols = st.columns(6)
+        for col, sku in zip(cols, row, strict=False):
+            colour = f" · {sku.colourway}" if sku.colourway else ""
+            if col.button(
+                f"{sku.style_code}{colour}",
+                key=f"{P}give_{sku.style_code}",
+                width="stretch",
+                help=sku.text,
+            ):
+                clicked = sku.style_code
+    if clicked is None:
+        return None
+    ids = common.selected_ids(cards, P)
+    if not ids:
+        raise ops.CatalogueError("select images to give that SKU first")
+    action = labelling.label_images(cat, ids, models[0], clicked, user)
+    common.push_action(action)
+    common.forget_boxes(action.image_ids, P)
+    return action.message
 
 
 def _find_duplicates(cat: Catalogue) -> None:
@@ -180,32 +240,43 @@ def _grid_fragment(spec: QueueSpec, page_size: int, run_id: int | None, user: st
     page = _current_grid(cat, spec, page_size, run_id, user)
     cards = page.cards
 
-    bar = st.columns([3, 2, 2, 2, 2, 2], vertical_alignment="center")
+    bar = st.columns([3, 3, 2, 2, 2, 2], vertical_alignment="center")
     accept = bar[0].button(
-        "Accept ticked suggestions",
+        "Accept ticked",
         type="primary",
         key=f"{P}accept",
         shortcut="A",
         icon=":material/done_all:",
         disabled=not any(c.suggestion for c in cards),
         width="stretch",
+        help="Label every ticked card with its suggestion",
     )
     reject = bar[1].button(
         "Reject selected", key=f"{P}reject", shortcut="X", icon=":material/delete:", width="stretch"
     )
     undo = bar[2].button(
-        "Undo", key=f"{P}undo", shortcut="U", icon=":material/undo:", width="stretch"
+        "Undo",
+        key=f"{P}undo",
+        shortcut="U",
+        icon=":material/undo:",
+        width="stretch",
     )
     select_all = bar[3].button("Select all", key=f"{P}select_all", width="stretch")
     prev = bar[4].button(
-        "Previous",
+        "Back",
         key=f"{P}prev",
         disabled=page.page == 0,
         icon=":material/chevron_left:",
         width="stretch",
+        help="Previous page",
     )
     nxt = bar[5].button(
-        "Next page", key=f"{P}next", shortcut="N", icon=":material/chevron_right:", width="stretch"
+        "Next",
+        key=f"{P}next",
+        shortcut="N",
+        icon=":material/chevron_right:",
+        width="stretch",
+        help="Next page",
     )
 
     with st.container(border=True):
@@ -222,7 +293,10 @@ def _grid_fragment(spec: QueueSpec, page_size: int, run_id: int | None, user: st
         clear = lc[1].button("Clear selection", key=f"{P}clear", width="stretch")
 
     try:
-        message = _act(
+        message = None
+        if spec.kind == "missing_sku":
+            message = _sku_buttons(cat, choices, cards, spec, user)
+        message = message or _act(
             cat,
             cards,
             user,
@@ -247,11 +321,21 @@ def _grid_fragment(spec: QueueSpec, page_size: int, run_id: int | None, user: st
     page = _current_grid(cat, spec, page_size, run_id, user)
     st.caption(
         grid.page_caption(page.total, page.page, page.page_size, len(page.cards))
-        + " · keys: A accept · X reject · U undo · N next page · L label selected"
+        + " · keys: A accept ticked · X reject selected · U undo · N next page · L label "
+        f"selected · **U undoes:** {common.undo_hint(cat, user)}"
     )
     if not page.cards:
         st.info("Nothing to label here. Pick another queue, or load more images.")
         return
+    no_sku = sum(
+        1 for c in page.cards if c.suggestion and c.suggestion.usable and not c.suggestion.sku
+    )
+    if no_sku and spec.kind != "missing_sku":
+        st.caption(
+            f":material/info: {no_sku:,} card{'s' if no_sku != 1 else ''} on this page "
+            "suggest a model with SKU unknown: accepting gives those a model and no SKU "
+            f"(they then wait in “{QUEUE_KINDS['missing_sku']}”)."
+        )
     common.card_grid(cat, page.cards, prefix=P, accept_default=True, run_id=run_id)
 
 
@@ -331,4 +415,7 @@ def render() -> None:
     _suggestions_note(cat, run_id, run_name)
     if spec.kind == "duplicates":
         _find_duplicates(cat)
+    common.keyboard_shortcuts(
+        {"a": f"{P}accept", "x": f"{P}reject", "u": f"{P}undo", "n": f"{P}next", "l": f"{P}label"}
+    )
     _grid_fragment(spec, page_size, run_id, user)

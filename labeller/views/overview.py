@@ -59,13 +59,26 @@ def onboarding(cat: Catalogue) -> None:
             key="ov_demo_size",
             help="30 gives about 900 images (a minute or so); fewer loads faster.",
         )
-        if st.button("Load the demo data", type="primary", key="ov_demo"):
+        # the click sets the flag before the page runs again, so the button is drawn
+        # disabled for the whole load: a second click cannot start a second one
+        loading = bool(st.session_state.get("ov_demo_loading"))
+        st.button(
+            "Loading the demo data…" if loading else "Load the demo data",
+            type="primary",
+            key="ov_demo",
+            disabled=loading,
+            on_click=lambda: st.session_state.update(ov_demo_loading=True),
+        )
+        if loading:
             try:
                 _load_demo(cat, int(per_colourway))
             except ops.CatalogueError as exc:
                 st.error(str(exc))
             else:
+                st.session_state["ov_demo_loading"] = False
                 st.rerun()
+            finally:
+                st.session_state["ov_demo_loading"] = False
     with folder:
         st.markdown(
             "**Import a folder**  \n`<model>/<SKU>/*.jpg`, `<model>/*.jpg`, loose "
@@ -91,13 +104,23 @@ def onboarding(cat: Catalogue) -> None:
 
 def _status_and_splits(stats: dict[str, Any]) -> None:
     by_status = stats["by_status"]
-    m = st.columns(6)
+    m = st.columns(7)
     m[0].metric("Images", f"{stats['images']:,}")
-    m[1].metric("Labelled", f"{by_status['labelled']:,}")
-    m[2].metric("To label", f"{by_status['new']:,}")
-    m[3].metric("Rejected", f"{by_status['rejected']:,}")
-    m[4].metric("Models", f"{stats['models']:,}")
-    m[5].metric("SKUs", f"{stats['skus']:,}")
+    m[1].metric("Labelled", f"{by_status['labelled']:,}", help="with a model, SKU or not")
+    with_sku = stats.get("labelled_with_sku", by_status["labelled"])
+    m[2].metric(
+        "Labelled with SKU",
+        f"{with_sku:,}",
+        delta=f"{by_status['labelled'] - with_sku:,} without SKU"
+        if by_status["labelled"] > with_sku
+        else None,
+        delta_color="off",
+        help="The Label page's queue “Model labelled, SKU missing” lists the others.",
+    )
+    m[3].metric("To label", f"{by_status['new']:,}")
+    m[4].metric("Rejected", f"{by_status['rejected']:,}")
+    m[5].metric("Models", f"{stats['models']:,}")
+    m[6].metric("SKUs", f"{stats['skus']:,}")
 
     left, right = st.columns(2, border=True)
     with left:

@@ -74,11 +74,12 @@ def _inputs() -> list[tuple[str, bytes]]:
     """The files to predict: uploads and, when switched on, one camera photo."""
     files = st.file_uploader(
         "Sneaker photos",
-        type=list(uploads.UPLOAD_TYPES),
+        # no type filter: a wrong file gets skulab's own message, which names the same
+        # types as this hint, instead of Streamlit's
         accept_multiple_files=True,
         key="predict_files",
         max_upload_size=uploads.MAX_UPLOAD_MB,
-        help=f"JPEG, PNG, WebP or GIF, up to {uploads.MAX_UPLOAD_MB} MB each.",
+        help=f"{uploads.TYPES_TEXT}, up to {uploads.MAX_UPLOAD_MB} MB each.",
     )
     items = [(f.name, f.getvalue()) for f in files or []]
     if st.toggle("Use the camera", key="predict_camera_on"):
@@ -100,17 +101,28 @@ def _top3(title: str, top: list[tuple[str, float]]) -> None:
 
 def _answer(pred: CascadePrediction) -> None:
     c1, c2 = st.columns(2)
+    # "unknown" has no confidence of its own: the best guess is named with its own
+    model_guess = pred.model_top3[0][0] if pred.model is None and pred.model_top3 else None
+    sku_guess = pred.sku_top3[0][0] if pred.sku is None and pred.sku_top3 else None
     c1.metric(
         "Model",
         pred.model or "unknown",
-        _confidence(pred.model_confidence),
+        _confidence(pred.model_confidence)
+        if pred.model
+        else (
+            f"best guess {model_guess} {_confidence(pred.model_confidence)}"
+            if model_guess
+            else None
+        ),
         delta_color="off",
         delta_arrow="off",
     )
     c2.metric(
         "SKU",
         pred.sku or "unknown",
-        _confidence(pred.sku_confidence),
+        _confidence(pred.sku_confidence)
+        if pred.sku
+        else (f"best guess {sku_guess} {_confidence(pred.sku_top3[0][1])}" if sku_guess else None),
         delta_color="off",
         delta_arrow="off",
     )

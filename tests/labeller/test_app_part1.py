@@ -67,7 +67,16 @@ def shown_ids(at: AppTest, prefix: str) -> list[int]:
 def test_suggestion_and_page_texts() -> None:
     s = Suggestion("Nike Dunk Low", 0.924, "DD1391-100", 0.81)
     assert grid.suggestion_text(s) == "Nike Dunk Low 92% · DD1391-100 81%"
-    assert grid.suggestion_text(Suggestion(None, 0.31, None, None)) == "unknown model 31%"
+    # "unknown" carries no confidence of its own: the best guess is named beside it
+    assert grid.suggestion_text(Suggestion(None, 0.31, None, None)) == "unknown model"
+    assert (
+        grid.suggestion_text(Suggestion(None, 0.5, None, None, model_guess="Nike Dunk Low"))
+        == "unknown model (best guess Nike Dunk Low 50%)"
+    )
+    assert (
+        grid.suggestion_text(Suggestion("Nike Dunk Low", 0.99, None, 1.0, sku_guess="DD1391-100"))
+        == "Nike Dunk Low 99% · SKU unknown (best guess DD1391-100 100%)"
+    )
     assert grid.suggestion_text(None) == "no suggestion"
     assert grid.weak_text(["a", "b", "c"]) == "a, b (+1)"
     assert grid.page_caption(100, 1, 36, 36) == "Images 37–72 of 100 · page 2 of 3"
