@@ -255,7 +255,9 @@ def main() -> int:
     ap.add_argument("--backbone", default=None)
     ap.add_argument("--field-copies", type=int, default=None)
     ap.add_argument("--no-localise", action="store_true")
-    ap.add_argument("--keep-similar", type=float, help="FitParams.keep_similar (the familiarity bar)")
+    ap.add_argument(
+        "--keep-similar", type=float, help="FitParams.keep_similar (the familiarity bar)"
+    )
     ap.add_argument("--skip-product", action="store_true")
     ap.add_argument("--skip-wild", action="store_true")
     ap.add_argument("--data", help="keep the catalogue here (reused: embeddings stay cached)")
