@@ -280,11 +280,10 @@ def train(
             else f"run-{run_id}",
         },
     )
-    save_bundle(bundle, out_dir)
     by_kind = evaluate_by_kind(cat, bundle, [e for e in examples if e.split == "test"])
     if by_kind:
-        metrics["test_by_kind"] = by_kind
-        save_bundle(bundle, out_dir)
+        metrics["test_by_kind"] = by_kind  # before the bundle is written: it is written once
+    save_bundle(bundle, out_dir)
     metrics["pictures"] = write_pictures(metrics, out_dir)
     say(1.0, "done")
     return TrainResult(bundle, metrics, fp)
