@@ -497,7 +497,7 @@ def test_browser_label_page_accepts_all_suggestions(
     with app_data.read() as s:
         before = s.scalar(select(func.count()).where(Image.status == "labelled"))
 
-    page.locator(".st-key-lab_accept button").click()
+    page.locator(".st-key-lab_accept").get_by_role("button").click()  # not its hidden twin
     page.wait_for_selector('[data-testid="stToast"]', timeout=30_000)
     settled(page)
     with app_data.read() as s:

@@ -71,7 +71,7 @@ def test_searching_the_sku_picker_never_creates_a_junk_sku(
     _type_into(page, "lab_pick_sku", "dd1391-10")
     page.get_by_text("matches").first.wait_for()
     assert "DD1391-100" in page.locator("[data-testid=stAlertContentWarning]").inner_text()
-    assert page.locator(".st-key-lab_label button").is_disabled()
+    assert page.locator(".st-key-lab_label").get_by_role("button").is_disabled()
     # a colourway names one SKU of the model: its reference picture shows, labelling works
     _type_into(page, "lab_pick_sku", "grey fog")
     page.get_by_text("DD1391-103 · White/Grey Fog").first.wait_for()
