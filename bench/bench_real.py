@@ -41,7 +41,7 @@ from db import Catalogue, ops
 from db.images import decode_image
 from db.importer import import_tree
 from db.models import Image, Sku
-from inference.localise import crop_region
+from inference.localise import crop_region, plain_background
 from inference.predictor import Predictor, run_bundle_dir
 from training.fit import FitParams
 from training.jobs import run_fit
@@ -153,7 +153,8 @@ def _stage1_scores(predictor: Predictor, pictures: list) -> list[dict]:
         crop = crop_region(picture, answer.sneakers[0].region.box)
         emb = predictor.embed([crop], ("gray",))["gray"]
         with torch.inference_mode():
-            probs, feats = predictor.cascade.model_probs(emb)
+            photo = torch.tensor([not plain_background(picture)])
+            probs, feats = predictor.cascade.model_probs(emb, photo)
             sim = float(predictor.cascade.stage1.similarities(feats, probs.argmax(1))[0])
         p = probs[0]
         best = int(p.argmax())
@@ -255,6 +256,7 @@ def main() -> int:
     ap.add_argument("--backbone", default=None)
     ap.add_argument("--field-copies", type=int, default=None)
     ap.add_argument("--no-localise", action="store_true")
+    ap.add_argument("--field-in-heads", action="store_true")
     ap.add_argument(
         "--keep-similar", type=float, help="FitParams.keep_similar (the familiarity bar)"
     )
@@ -277,6 +279,8 @@ def main() -> int:
         params.field_copies = args.field_copies
     if args.no_localise:
         params.localise = False
+    if args.field_in_heads:
+        params.field_in_heads = True
     if args.keep_similar is not None:
         params.keep_similar = args.keep_similar
     torch.manual_seed(0)

@@ -94,6 +94,8 @@ def save_bundle(bundle: Bundle, folder: Path) -> Path:
             tensors[f"{name}.{t}"] = getattr(head, t).detach().float().contiguous()
         if head.prototypes is not None:
             tensors[f"{name}.prototypes"] = head.prototypes.detach().float().contiguous()
+        if head.photo_center is not None:
+            tensors[f"{name}.photo_center"] = head.photo_center.detach().float().contiguous()
         if head.familiarity is not None:
             for t in _FAMILIARITY_TENSORS:
                 value = getattr(head.familiarity, t).detach().float().contiguous()
@@ -153,6 +155,7 @@ def _head(tensors: dict[str, torch.Tensor], name: str, meta: dict[str, Any]) -> 
         min_similarity=None if threshold is None else float(threshold),
         familiarity=familiarity,
         prototypes=tensors.get(f"{name}.prototypes"),
+        photo_center=tensors.get(f"{name}.photo_center"),
     )
 
 

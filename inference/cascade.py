@@ -2,7 +2,11 @@
 
 Stage 1 is a linear softmax head over sneaker models on the grayscale embedding; stage 2
 a linear head over SKUs on the colour embedding whose softmax runs within one model's
-SKUs. Embeddings are centred on the training mean and L2-normalised before the heads.
+SKUs. Embeddings are centred on the training mean and L2-normalised before the heads; a
+region of a photo (not a product shot on a plain background) is centred on the mean of the
+photos the run generated from its product shots instead (``photo_center``): what makes a
+photo a photo (background, light, camera) moves every embedding the same way, and the
+photo mean takes that shift out before the heads see it.
 Confidences are temperature-scaled; an answer is "unknown" (``None``) when its
 stage's own confidence (stage 2: P(SKU | model)) is below the stage's threshold, or when the
 embedding lies far from what the stage was trained on: stage 1 measures that as the
@@ -105,6 +109,9 @@ class Head:
     prototypes: torch.Tensor | None = None
     """Stage 1 of a version-1 bundle: unit-length training features, whose nearest cosine
     was its similarity and what its ``min_similarity`` was set on (read, never fitted)."""
+    photo_center: torch.Tensor | None = None
+    """Mean embedding of the run's generated photos (field copies): the centre for regions
+    of photos. None (bundles before v4, runs without field copies): ``center`` for all."""
 
     def similarities(self, feats: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
         """Similarity of each row of ``feats`` to what the head was trained on: N."""
@@ -114,8 +121,12 @@ class Head:
             return (feats @ self.prototypes.T).max(1).values
         return (feats * self.centroids[predicted]).sum(1)
 
-    def features(self, emb: torch.Tensor) -> torch.Tensor:
-        return normalise(emb, self.center)
+    def features(self, emb: torch.Tensor, photo: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised features; rows where ``photo`` (N bools) is true use ``photo_center``."""
+        if photo is None or self.photo_center is None or not bool(photo.any()):
+            return normalise(emb, self.center)
+        centers = torch.where(photo[:, None], self.photo_center[None], self.center[None])
+        return normalise(emb, centers)
 
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
         return feats @ self.weight.T + self.bias
@@ -147,16 +158,20 @@ class Cascade:
     def skus_of(self, model_index: int) -> list[int]:
         return self._groups[model_index]
 
-    def model_probs(self, gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def model_probs(
+        self, gray: torch.Tensor, photo: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Calibrated stage-1 probabilities and the normalised features."""
-        feats = self.stage1.features(gray)
+        feats = self.stage1.features(gray, photo)
         probs = torch.softmax(self.stage1.logits(feats) / self.stage1.temperature, 1)
         return probs, feats
 
-    def sku_logits(self, colour: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def sku_logits(
+        self, colour: torch.Tensor, photo: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.stage2 is None:
             raise ValueError("this cascade has no SKU stage (no SKU was labelled)")
-        feats = self.stage2.features(colour)
+        feats = self.stage2.features(colour, photo)
         return self.stage2.logits(feats) / self.stage2.temperature, feats
 
     def sku_given_model(self, logits_row: torch.Tensor, model_index: int) -> torch.Tensor:
@@ -177,14 +192,21 @@ def _top(names: list[str], scores: list[float], k: int = 3) -> list[tuple[str, f
 
 
 def decide(
-    cascade: Cascade, gray: torch.Tensor, colour: torch.Tensor | None
+    cascade: Cascade,
+    gray: torch.Tensor,
+    colour: torch.Tensor | None,
+    photo: torch.Tensor | None = None,
 ) -> list[CascadePrediction]:
-    """Raw backbone embeddings of a batch (gray view, colour view) -> one answer each."""
-    probs1, feats1 = cascade.model_probs(gray)
+    """Raw backbone embeddings of a batch (gray view, colour view) -> one answer each.
+
+    ``photo`` (N bools) marks the pictures that are photos rather than product shots
+    (:func:`inference.localise.plain_background` says which); None: all product shots.
+    """
+    probs1, feats1 = cascade.model_probs(gray, photo)
     similarity1 = cascade.stage1.similarities(feats1, probs1.argmax(1))
     sku_logits = sku_feats = None
     if cascade.stage2 is not None and colour is not None:
-        sku_logits, sku_feats = cascade.sku_logits(colour)
+        sku_logits, sku_feats = cascade.sku_logits(colour, photo)
     out = []
     for i in range(probs1.shape[0]):
         out.append(

@@ -21,7 +21,7 @@ from db.images import ImageError
 from inference.backbones import build_backbone
 from inference.bundle import Bundle, load_bundle
 from inference.cascade import CascadePrediction, decide
-from inference.localise import Localiser, Region, crop_region
+from inference.localise import Localiser, Region, crop_region, plain_background
 from inference.preprocess import VIEWS, View, decode, preprocess
 
 if TYPE_CHECKING:
@@ -168,14 +168,22 @@ class Predictor:
         dim = self.cascade.stage1.center.shape[0]
         return {v: torch.cat(parts) if parts else torch.empty(0, dim) for v, parts in out.items()}
 
-    def classify(self, pictures: Sequence[Image.Image]) -> list[CascadePrediction]:
-        """The cascade's answer for each picture as a whole (no search for sneakers)."""
+    def classify(
+        self, pictures: Sequence[Image.Image], photo: Sequence[bool] | None = None
+    ) -> list[CascadePrediction]:
+        """The cascade's answer for each picture as a whole (no search for sneakers).
+
+        ``photo`` says which pictures are (regions of) photos rather than product shots;
+        by default a picture whose border is not one plain colour is a photo.
+        """
         if not pictures:
             return []
+        if photo is None:
+            photo = [not plain_background(p) for p in pictures]
         views: tuple[View, ...] = ("gray", "colour") if self.cascade.stage2 else ("gray",)
         emb = self.embed(pictures, views)
         with torch.inference_mode():
-            return decide(self.cascade, emb["gray"], emb.get("colour"))
+            return decide(self.cascade, emb["gray"], emb.get("colour"), torch.tensor(list(photo)))
 
     def predict_images(self, images: Sequence[Image.Image]) -> list[PhotoAnswer]:
         """Answers for decoded RGB photos (see :func:`inference.preprocess.decode`): the
@@ -190,12 +198,13 @@ class Predictor:
                 for im, p in zip(images, whole, strict=True)
             ]
         found = self.localiser.find(list(images))
-        crops = [
-            crop_region(im, r.box)
-            for im, regions in zip(images, found, strict=True)
-            for r in regions
-        ]
-        answers = iter(self.classify(crops))
+        crops, photo = [], []
+        for im, regions in zip(images, found, strict=True):
+            is_photo = not plain_background(im)  # a crop of a photo is still a photo
+            for r in regions:
+                crops.append(crop_region(im, r.box))
+                photo.append(is_photo)
+        answers = iter(self.classify(crops, photo))
         return [
             PhotoAnswer([Sneaker(r, next(answers)) for r in regions], im.size, True)
             for im, regions in zip(images, found, strict=True)

@@ -21,7 +21,7 @@ Val falls back in for stage 1 where train has too few colourways to fold.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -60,6 +60,8 @@ colourways' SKU unknown / known SKU right, at 224 px (bench data) and at 96 px (
 no threshold: 6% / 80% (96 px); 0.5: 31% / 93.3% and 48% / 75%; 0.75: 48% / 90% and
 73% / 61%. The median gives up little on known SKUs where the pictures are good and keeps
 a fair share of new colourways from getting a wrong SKU."""
+MIN_PHOTO_CENTER = 20
+"""Field copies needed before a stage centres photos on their mean rather than ``center``."""
 MIN_VAL = 10
 """Val needs this many examples of known classes to choose C and calibrate on."""
 MAX_MIN_CONFIDENCE = 0.9
@@ -162,6 +164,19 @@ class StageProblem:
     y_val: torch.Tensor | None
     use_familiarity: bool = False
     """Stage 1: open-set similarity by Mahalanobis familiarity, not centroid cosine."""
+    photos: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None
+    """Field copies (features centred on the photo centre, labels, fold groups): they join
+    the familiarity, so that a photo of a known model is as familiar as its product shots
+    are, but not the head."""
+
+    def familiar_rows(
+        self, x: torch.Tensor, y: torch.Tensor, groups: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Rows the familiarity is fitted on: ``x`` and the photos."""
+        if self.photos is None:
+            return x, y, groups
+        px, py, pg = self.photos
+        return torch.cat([x, px]), torch.cat([y, py]), groups + pg
 
     def fit(
         self, x: torch.Tensor, y: torch.Tensor, C: float, init: LinearFit | None = None
@@ -215,7 +230,11 @@ def _cv_sample(p: StageProblem, seed: int) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def _held_out(
-    p: StageProblem, C_values: Sequence[float], seed: int, on_val: bool
+    p: StageProblem,
+    C_values: Sequence[float],
+    seed: int,
+    on_val: bool,
+    photo_scores: dict[float, tuple[float, float]] | None = None,
 ) -> dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per C: (logits, labels, similarity to the prediction) on val or cross-validated train
     (in cross-validation, no similarity for a familiarity: see :func:`_familiarity_held_out`).
@@ -240,8 +259,15 @@ def _held_out(
     x, y, groups = _cv_sample(p, seed)
     folds = group_folds(groups, min(CV_FOLDS, len(set(groups))), seed)
     fits: list[LinearFit | None] = [None] * len(folds)
+    photo_folds = []
+    if p.photos is not None and photo_scores is not None:
+        px, py, pg = p.photos
+        for test_idx in folds:  # a colourway's photos are held out with its product shots
+            held = {groups[i] for i in test_idx.tolist()}
+            photo_folds.append(torch.tensor([g in held for g in pg], dtype=torch.bool))
     for C in sorted(C_values):
         parts = []
+        photo_parts = []
         for f, test_idx in enumerate(folds):
             train_mask = torch.ones(len(y), dtype=torch.bool)
             train_mask[test_idx] = False
@@ -258,6 +284,13 @@ def _held_out(
                 else _similarity(p, xt, yt, x[test_idx], logits.argmax(1))
             )
             parts.append((logits, y[test_idx], sim))
+            if photo_folds:
+                rows = photo_folds[f] & known[py]
+                photo_parts.append((px[rows] @ fit.weight.T + fit.bias, py[rows]))
+        if photo_parts and photo_scores is not None:
+            photo_logits = torch.cat([a for a, _ in photo_parts])
+            if len(photo_logits):
+                photo_scores[C] = _score(photo_logits, torch.cat([b for _, b in photo_parts]))
         out[C] = tuple(torch.cat([part[i] for part in parts]) for i in range(3))  # type: ignore[assignment]
     return out
 
@@ -271,7 +304,7 @@ def _familiarity_held_out(p: StageProblem, seed: int) -> torch.Tensor:
     are left out, as in :func:`_held_out`. Fitting a familiarity is a mean and an
     eigendecomposition, so the extra folds cost little.
     """
-    x, y, groups = _cv_sample(p, seed)
+    x, y, groups = p.familiar_rows(*_cv_sample(p, seed))
     parts = []
     for test_idx in group_folds(groups, min(FAMILIARITY_FOLDS, len(set(groups))), seed):
         train_mask = torch.ones(len(y), dtype=torch.bool)
@@ -316,15 +349,24 @@ def fit_stage(
     can_cv = len(set(p.cv_groups)) >= 2
     source = "cv" if can_cv and (prefer_cv or not has_val) else "val" if has_val else None
     held: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    photo_scores: dict[float, tuple[float, float]] = {}
     grid = [C] if C is not None else list(C_GRID if source == "val" else cv_grid)
     if p.n_classes >= 2 and source is not None:
-        held = _held_out(p, grid, seed, on_val=source == "val")
+        held = _held_out(p, grid, seed, on_val=source == "val", photo_scores=photo_scores)
         if not len(held[grid[0]][1]):
             held = {}
             notes.append("no held-out example of a class that train also has: defaults used")
     elif p.n_classes >= 2:
         notes.append("too little data to choose C or calibrate: defaults used")
     scores = {c: _score(*held[c][:2]) for c in held}
+    product_scores = dict(scores)
+    if photo_scores and set(photo_scores) == set(scores):
+        # C is chosen for product shots and photos alike: the best C on product shots alone
+        # is the weakest penalty, which generalises worst to photos (BENCHMARKS.md)
+        scores = {
+            c: tuple((a + b) / 2 for a, b in zip(scores[c], photo_scores[c], strict=True))
+            for c in scores
+        }
     if C is not None:
         chosen, chosen_on = C, "fixed"
     elif len(grid) == 1:
@@ -339,7 +381,11 @@ def fit_stage(
         bias=fit.bias,
         center=torch.zeros(p.x.shape[1]),  # set by the caller
         centroids=centroids(p.x, p.y, p.n_classes),
-        familiarity=fit_familiarity(p.x, p.y, p.n_classes) if p.use_familiarity else None,
+        familiarity=(
+            fit_familiarity(*p.familiar_rows(p.x, p.y, [])[:2], p.n_classes)
+            if p.use_familiarity
+            else None
+        ),
     )
     calibrated_on = None
     if chosen in held:
@@ -382,7 +428,15 @@ def fit_stage(
         calibrated_on=calibrated_on,
         min_confidence=head.min_confidence,
         min_similarity=head.min_similarity,
-        scores={str(c): {"accuracy": a, "nll": -n} for c, (a, n) in sorted(scores.items())},
+        scores={
+            str(c): {"accuracy": a, "nll": -n}
+            | (
+                {"photo_accuracy": photo_scores[c][0], "photo_nll": -photo_scores[c][1]}
+                if c in photo_scores
+                else {}
+            )
+            for c, (a, n) in sorted(product_scores.items())
+        },
         notes=notes,
     )
     return head, report
@@ -419,13 +473,28 @@ def fit_cascade(
     keep_similar: float = KEEP_SIMILAR,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    field_in_heads: bool = False,
 ) -> tuple[Cascade, dict[str, Any]]:
-    """Fit stage 1 on every train example and stage 2 on those with an SKU label."""
+    """Fit stage 1 on every train example and stage 2 on those with an SKU label.
+
+    ``train``'s field copies give each stage its ``photo_center`` (the mean of the
+    generated photos); they join the heads' training rows only with ``field_in_heads``
+    (on the real development set that made field photos worse: BENCHMARKS.md).
+    """
     if len(train) == 0:
         raise ValueError("no labelled training images: label some and put them in train")
     small = len(train) * train.gray.shape[1] < 5_000_000
     with torch_threads(1 if small else torch.get_num_threads()):
-        return _fit_cascade(train, val, C, keep_confident, keep_similar, seed, progress)
+        return _fit_cascade(
+            train, val, C, keep_confident, keep_similar, seed, progress, field_in_heads
+        )
+
+
+def _photo_center(field_view: torch.Tensor | None, rows: list[int]) -> torch.Tensor | None:
+    """Mean of the field copies' embeddings (None without enough of them)."""
+    if field_view is None or len(rows) < MIN_PHOTO_CENTER:
+        return None
+    return field_view.float().mean(0)
 
 
 def _fit_cascade(
@@ -436,7 +505,11 @@ def _fit_cascade(
     keep_similar: float,
     seed: int,
     progress: Callable[[str], None] | None,
+    field_in_heads: bool = False,
 ) -> tuple[Cascade, dict[str, Any]]:
+    full = train
+    if not field_in_heads:
+        train = replace(train, field_rows=[], field_gray=None, field_colour=None)
     models = sorted(set(train.models))
     model_index = {m: i for i, m in enumerate(models)}
     copies = 1 if train.gray_flip is None else 2
@@ -451,6 +524,15 @@ def _fit_cascade(
     group_of = [colourway[s] if s else len(colourway) + i for i, s in enumerate(train.skus)]
     groups1 = [group_of[r] for r in rows1]  # a colourway's copies stay in its fold
     val1 = _val_rows(val, lambda e_model, _sku: model_index.get(e_model))
+    photo_center1 = _photo_center(full.field_gray, full.field_rows)
+    photos1 = None
+    if photo_center1 is not None and not field_in_heads:
+        assert full.field_gray is not None
+        photos1 = (
+            normalise(full.field_gray, photo_center1),
+            torch.tensor([model_index[full.models[r]] for r in full.field_rows]),
+            [group_of[r] for r in full.field_rows],
+        )
     p1 = StageProblem(
         x=normalise(gray_all, center1),
         y=y1,
@@ -460,9 +542,11 @@ def _fit_cascade(
         x_val=None if val1 is None else normalise(val1[0].gray, center1),
         y_val=None if val1 is None else val1[1],
         use_familiarity=True,
+        photos=photos1,
     )
     stage1, report1 = fit_stage(p1, C, keep_confident, keep_similar, seed, prefer_cv=True)
     stage1.center = center1
+    stage1.photo_center = photo_center1
     if len(models) == 1:
         report1.notes.append("one model only: stage 1 always answers it")
 
@@ -503,6 +587,8 @@ def _fit_cascade(
         # many fits and, with a photo or two per colourway, measures little.
         stage2, report2 = fit_stage(p2, C, keep_confident, keep_similar, seed, cv_grid=[report1.C])
         stage2.center = center2
+        sub_full = full.subset(with_sku)
+        stage2.photo_center = _photo_center(sub_full.field_colour, sub_full.field_rows)
     cascade = Cascade(
         models=models,
         skus=skus,
@@ -515,7 +601,9 @@ def _fit_cascade(
         "stage1": report1.__dict__,
         "stage2": None if report2 is None else report2.__dict__,
         "flip_augmented": copies == 2,
-        "field_copies": len(train.field_rows) if train.field_gray is not None else 0,
+        "field_copies": len(full.field_rows) if full.field_gray is not None else 0,
+        "field_in_heads": field_in_heads,
+        "photo_center": stage1.photo_center is not None,
     }
     return cascade, report
 

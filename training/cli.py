@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
         help="photos made of each product shot for training (generated scenes; 0: none)",
     )
     fit.add_argument(
+        "--field-in-heads",
+        action="store_true",
+        help="train the heads on the field copies too (default: they only set the photo centre)",
+    )
+    fit.add_argument(
         "--no-localise",
         action="store_true",
         help="no sneaker detector: photos are classified whole, not searched for sneakers",
@@ -88,6 +93,7 @@ def _fit(args: argparse.Namespace) -> int:
             trim=not args.no_trim,
             field_copies=args.field_copies,
             localise=not args.no_localise,
+            field_in_heads=args.field_in_heads,
             seed=args.seed,
         )
         run_id = create_run(cat, params, name=args.name)

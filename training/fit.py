@@ -46,6 +46,7 @@ class FitParams:
     trim: bool = True  # cut the white margin around the sneaker
     field_copies: int = 2  # product shots made into photos per train image (0: none)
     localise: bool = True  # fit the catalogue's sneaker detector; find sneakers in photos
+    field_in_heads: bool = False  # field copies train the heads too (not only photo_center)
     C: float | None = None  # None: chosen on val or by cross-validation
     keep_confident: float = KEEP_CONFIDENT
     keep_similar: float = KEEP_SIMILAR
@@ -250,6 +251,7 @@ def train(
         keep_similar=params.keep_similar,
         seed=params.seed,
         progress=lambda msg: say(0.75, msg),
+        field_in_heads=params.field_in_heads,
     )
     timing["heads_s"] = time.perf_counter() - t2
     say(0.85, "evaluating on val and test")

@@ -97,8 +97,8 @@ def test_a_photo_without_a_sneaker_says_so(predictor: Predictor) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="open set in clutter not solved yet: with field copies in training, stage 1's "
-    "familiarity accepts a never-trained demo model's crops (BENCHMARKS.md, real photos)",
+    reason="open set in clutter not solved yet: with field copies in its familiarity, stage "
+    "1 accepts a never-trained demo model's crops (BENCHMARKS.md, real photos)",
 )
 def test_a_never_trained_model_in_clutter_is_unknown(predictor: Predictor) -> None:
     scenes = [scene([HELD_OUT], seed=70 + i) for i in range(4)]
