@@ -111,7 +111,7 @@ class Head:
     was its similarity and what its ``min_similarity`` was set on (read, never fitted)."""
     photo_center: torch.Tensor | None = None
     """Mean embedding of the run's generated photos (field copies): the centre for regions
-    of photos. None (bundles before v4, runs without field copies): ``center`` for all."""
+    of photos. None (older bundles, runs without field copies): ``center`` for all."""
 
     def similarities(self, feats: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
         """Similarity of each row of ``feats`` to what the head was trained on: N."""
